@@ -1,0 +1,1 @@
+"""Channel adapters: each translates one channel into Submissions and Verdicts back."""

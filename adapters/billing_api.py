@@ -1,0 +1,76 @@
+"""Billing's HTTP API: lease batches, commit them, see the working-day SLA (interfaces.md)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from adapters.app_keys import BILLING, CLOCK, CONFIG
+from adapters.http_common import ApiError, json_response, read_json, require_bearer
+from gateway.billing import BatchNotFound, Billing, LeaseExpired
+from gateway.config import Config
+from gateway.intake import Clock
+
+routes = web.RouteTableDef()
+
+
+def _auth(request: web.Request) -> str:
+    config: Config = request.app[CONFIG]
+    token = require_bearer(request, config.billing.tokens, "billing")
+    return f"token-{config.billing.tokens.index(token) + 1}"
+
+
+@routes.post("/api/v1/billing/batches")
+async def lease_batch(request: web.Request) -> web.Response:
+    """Lease up to `limit` accepted readings: `{"batch_id", "lease_expires_in", "readings"}`."""
+    client = _auth(request)
+    config: Config = request.app[CONFIG]
+    body = await read_json(request)
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_request", 'the body must be a JSON object like {"limit": 500}')
+    limit = body.get("limit", 500)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= config.billing.max_batch:
+        raise ApiError(400, "bad_limit", f"limit must be a whole number from 1 to {config.billing.max_batch}")
+    billing: Billing = request.app[BILLING]
+    clock: Clock = request.app[CLOCK]
+    batch_id, rows = await billing.lease(client, limit, clock())
+    return json_response(
+        {"batch_id": batch_id, "lease_seconds": billing.lease_seconds, "readings": rows}, status=201
+    )
+
+
+@routes.post("/api/v1/billing/batches/{batch_id}/commit")
+async def commit_batch(request: web.Request) -> web.Response:
+    """Mark a leased batch as taken by billing; a second commit answers the same."""
+    _auth(request)
+    billing: Billing = request.app[BILLING]
+    clock: Clock = request.app[CLOCK]
+    batch_id = request.match_info["batch_id"]
+    try:
+        result = await billing.commit(batch_id, clock())
+    except BatchNotFound:
+        raise ApiError(404, "batch_not_found", f"no batch {batch_id}") from None
+    except LeaseExpired:
+        raise ApiError(
+            409,
+            "lease_expired",
+            f"the lease of batch {batch_id} expired; its readings were returned, lease again",
+        ) from None
+    return json_response(
+        {
+            "batch_id": result.batch_id,
+            "committed_at": result.committed_at.isoformat(),
+            "size": result.size,
+            "already_committed": result.already,
+        }
+    )
+
+
+@routes.get("/api/v1/billing/sla")
+async def sla(request: web.Request) -> web.Response:
+    """Pending readings, the next deadline and every overdue reading (1 working day by default)."""
+    _auth(request)
+    billing: Billing = request.app[BILLING]
+    clock: Clock = request.app[CLOCK]
+    return json_response(await billing.sla(clock()))

@@ -1,0 +1,98 @@
+"""What every HTTP route shares: JSON errors instead of tracebacks, bearer tokens, JSON bodies."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from adapters.app_keys import MAX_BODY, METRICS
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiError(Exception):
+    """An error answered to the client as `{"error": {"code", "message"}}` with a 4xx status."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    return json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure into a JSON error; a bad request never gets a 500 or a traceback."""
+    metrics = request.app.get(METRICS)
+    started = time.perf_counter()
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400 or not request.path.startswith(("/api/", "/healthz", "/metrics", "/channels/")):
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        return error_response(exc.status, code, exc.reason)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal", "internal error; the request was not processed")
+    finally:
+        if metrics is not None:
+            route = request.match_info.route.resource
+            name = route.canonical if route is not None else "unmatched"
+            metrics.request_seconds.labels(name).observe(time.perf_counter() - started)
+
+
+def require_bearer(request: web.Request, tokens: list[str], who: str) -> str:
+    """Check `Authorization: Bearer <token>` against the configured tokens; returns the token."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, "unauthorized", f"{who} calls need 'Authorization: Bearer <token>'")
+    for known in tokens:
+        if hmac.compare_digest(known.encode(), token.strip().encode()):
+            return known
+    raise ApiError(403, "forbidden", f"this token is not a {who} token")
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request body as JSON, or a clear 4xx saying what is wrong with it."""
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise ApiError(413, "body_too_large", f"the body exceeds {request.app[MAX_BODY]} bytes") from None
+    if not body:
+        return None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None

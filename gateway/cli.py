@@ -1,0 +1,230 @@
+"""`meter-gateway`: run the gateway, migrate, import the registry, export, check profiles."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from gateway.config import Config, ConfigError, load_config
+from gateway.logs import setup_logging
+
+DEMO_DB = "var/demo.db"
+DEMO_BILLING_TOKEN = "demo-billing-token"
+DEMO_DEVICE_TOKEN = "demo-device-token"
+
+
+def _config(args: argparse.Namespace) -> Config:
+    path = args.config
+    if path is None and Path("gateway.toml").exists():
+        path = "gateway.toml"
+    return load_config(path)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gateway.service import Gateway, serve
+
+    config = _config(args)
+    asyncio.run(serve(Gateway(config)))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.demo.simulated_meters import push_simulated_readings
+    from gateway.service import Gateway, serve
+
+    config = _config(args)
+    overrides: dict[str, Any] = {
+        "database": config.database.model_copy(update={"url": f"sqlite+aiosqlite:///{DEMO_DB}"}),
+        "registry": config.registry.model_copy(
+            update={"csv": str(Path(__file__).parent / "demo" / "registry.csv")}
+        ),
+        "billing": config.billing.model_copy(
+            update={"tokens": config.billing.tokens or [DEMO_BILLING_TOKEN]}
+        ),
+        "devices": config.devices.model_copy(update={"tokens": config.devices.tokens or [DEMO_DEVICE_TOKEN]}),
+    }
+    config = config.model_copy(update=overrides)
+    gateway = Gateway(config)
+    gateway.background.append(push_simulated_readings)
+    base = f"http://{config.http.host}:{config.http.port}"
+    print(
+        f"""meter-gateway demo on {base} (database {DEMO_DB})
+Simulated meters SIM-0001..3 push readings every {config.demo.push_interval_seconds:g} s. Try:
+  curl {base}/healthz
+  curl {base}/metrics | grep gateway_
+  curl -X POST -H 'Authorization: Bearer {DEMO_DEVICE_TOKEN}' -d '{{"readings":[{{"id":"try-1","meter":"E-45871234","value":"12345"}}]}}' {base}/api/v1/readings
+  curl -X POST -H 'Authorization: Bearer {DEMO_BILLING_TOKEN}' -d '{{"limit":10}}' {base}/api/v1/billing/batches
+  curl -X POST -H 'Authorization: Bearer {DEMO_BILLING_TOKEN}' {base}/api/v1/billing/batches/BATCH_ID/commit
+  curl -H 'Authorization: Bearer {DEMO_BILLING_TOKEN}' {base}/api/v1/billing/sla
+Stop with Ctrl+C.""",
+        flush=True,
+    )
+    asyncio.run(serve(gateway))
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from gateway.store.database import create_engine
+    from gateway.store.migrate import upgrade
+
+    config = _config(args)
+
+    async def go() -> None:
+        engine = create_engine(config.database.url)
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(go())
+    print(f"database {_safe_url(config.database.url)} is at the latest schema")
+    return 0
+
+
+def cmd_import_registry(args: argparse.Namespace) -> int:
+    from gateway.registry import import_registry
+    from gateway.store.database import create_engine
+    from gateway.store.migrate import upgrade
+
+    config = _config(args)
+    if not Path(args.file).is_file():
+        print(f"error: {args.file}: no such file", file=sys.stderr)
+        return 2
+
+    async def go() -> str:
+        engine = create_engine(config.database.url)
+        try:
+            if config.database.auto_upgrade:
+                await upgrade(engine)
+            report = await import_registry(engine, args.file)
+            return report.summary()
+        finally:
+            await engine.dispose()
+
+    summary = asyncio.run(go())
+    print(summary)
+    return 1 if "refused 0" not in summary.splitlines()[0] else 0
+
+
+EXPORT_FIELDS = (
+    "reading_id", "account", "meter_serial", "zone", "value", "taken_at", "received_at",
+    "channel", "source", "employee", "period", "verdict", "reasons", "due_at", "committed_at",
+)  # fmt: skip
+
+
+def _since(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date (2026-11-01) or time (2026-11-01T10:00+03:00)"
+        ) from None
+    if isinstance(moment, datetime) and moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from gateway.exporting import export_readings
+
+    config = _config(args)
+    out: TextIO
+    if args.output and args.output != "-":
+        out = open(args.output, "w", encoding="utf-8-sig" if args.format == "csv" else "utf-8", newline="")  # noqa: SIM115
+    else:
+        out = sys.stdout
+        if args.format == "csv":
+            out.write("\ufeff")
+    try:
+        count = asyncio.run(
+            export_readings(
+                config, out, args.format, args.since, args.until, args.all, progress=sys.stderr.isatty()
+            )
+        )
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    print(f"exported {count} readings", file=sys.stderr)
+    return 0
+
+
+def cmd_profiles_check(args: argparse.Namespace) -> int:
+    from gateway.profiles import check_profiles, describe
+
+    directory = args.dir or str(Path(__file__).resolve().parent.parent / "firmware_profiles")
+    profiles, errors = check_profiles(directory)
+    for profile in profiles:
+        print(describe(profile))
+        print()
+    for err in errors:
+        print(f"error: {err}", file=sys.stderr)
+    print(f"{len(profiles)} profiles, {len(errors)} errors", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="meter-gateway", description=__doc__)
+    parser.add_argument("--config", help="TOML configuration file (default: gateway.toml if present)")
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run every configured channel, the pollers and the billing API")
+    run.add_argument("--config", help=argparse.SUPPRESS)
+    run.set_defaults(func=cmd_run)
+    demo = sub.add_parser(
+        "demo", help="run on an embedded SQLite file with demo accounts and simulated meters"
+    )
+    demo.set_defaults(func=cmd_demo)
+
+    db = sub.add_parser("db", help="database schema")
+    dbsub = db.add_subparsers(dest="db_command", required=True)
+    dbsub.add_parser("upgrade", help="apply the schema migrations").set_defaults(func=cmd_db_upgrade)
+
+    imp = sub.add_parser("import", help="load data")
+    impsub = imp.add_subparsers(dest="import_command", required=True)
+    reg = impsub.add_parser("registry", help="load or update accounts and meters from CSV")
+    reg.add_argument("file")
+    reg.set_defaults(func=cmd_import_registry)
+
+    exp = sub.add_parser("export", help="write readings for billing or audit")
+    exp.add_argument("--since", type=_since, required=True, help="received at or after (date or ISO time)")
+    exp.add_argument("--until", type=_since, help="received before")
+    exp.add_argument("--format", choices=("csv", "json"), default="csv")
+    exp.add_argument("--output", "-o", help="file to write (default: standard output)")
+    exp.add_argument("--all", action="store_true", help="every verdict, not only accepted readings")
+    exp.set_defaults(func=cmd_export)
+
+    prof = sub.add_parser("profiles", help="firmware profiles")
+    profsub = prof.add_subparsers(dest="profiles_command", required=True)
+    check = profsub.add_parser("check", help="validate profiles and print each model's register map")
+    check.add_argument("dir", nargs="?")
+    check.set_defaults(func=cmd_profiles_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level.upper())
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,689 @@
+"""The one intake path: store the inbound message, validate, store the verdict, then answer.
+
+Every channel calls `Intake.submit` (or `submit_many` for a device batch). Submissions are queued
+to a single writer task that takes whatever has accumulated while the previous commit was
+running and decides all of it in one transaction: group commit. A sender is answered only after
+that transaction has committed, so an acknowledged reading survives a crash, and the cost of the
+durable commit is shared by every request that arrived meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.calendar import WorkCalendar, billing_period
+from gateway.config import Config, RuleThresholds
+from gateway.metrics import Metrics
+from gateway.model import (
+    CHANNEL_GROUP,
+    Channel,
+    ReadingOut,
+    Reason,
+    RuleGroup,
+    Severity,
+    Status,
+    Submission,
+    Verdict,
+)
+from gateway.privacy import mask_phone, normalize_phone
+from gateway.store.schema import accounts, inbound, meter_state, meters, phones, readings
+from gateway.validation.context import SECONDS_PER_DAY, MeterInfo, ZoneState
+from gateway.validation.evaluate import Evaluation, evaluate
+from gateway.validation.explain import period_ru, reason
+
+log = logging.getLogger(__name__)
+
+PHONE_CHANNELS = {Channel.SMS, Channel.IVR}
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def source_of(sub: Submission) -> str:
+    """Who sent it, as stored with the reading: phones masked, other ids as they are."""
+    if sub.channel in PHONE_CHANNELS:
+        return mask_phone(sub.sender)
+    if sub.channel is Channel.OPERATOR:
+        return f"employee:{sub.employee or sub.sender}"
+    return f"{sub.channel.value}:{sub.sender}"[:128]
+
+
+@dataclass(slots=True)
+class _Lookup:
+    """Registry rows needed by one group, fetched with a few IN queries."""
+
+    by_serial: dict[str, MeterInfo] = field(default_factory=dict)
+    by_account: dict[str, list[MeterInfo]] = field(default_factory=dict)
+    by_phone: dict[str, list[str]] = field(default_factory=dict)  # phone -> account numbers
+    account_numbers: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _Pending:
+    """One submission's outcome inside a group, until the group commits."""
+
+    sub: Submission
+    verdict: Verdict | None = None  # set for replays
+    copy_of: int | None = None  # index of an earlier identical message in the same group
+    meter: MeterInfo | None = None
+    evaluation: Evaluation | None = None
+    period: str | None = None
+    inbound_row: dict[str, Any] | None = None
+    reading_rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Intake:
+    """Group-committing writer in front of the store; the only way readings enter it."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        config: Config,
+        calendar: WorkCalendar,
+        metrics: Metrics | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.engine = engine
+        self.config = config
+        self.calendar = calendar
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self._queue: asyncio.Queue[tuple[Sequence[Submission], asyncio.Future[list[Verdict]]]] = (
+            asyncio.Queue()
+        )
+        self._writer: asyncio.Task[None] | None = None
+        self._postgres = engine.dialect.name == "postgresql"
+        self._limits: dict[RuleGroup, RuleThresholds] = {
+            RuleGroup.RESIDENTS: config.validation.residents,
+            RuleGroup.OPERATORS: config.validation.operators,
+            RuleGroup.DEVICES: config.validation.devices,
+        }
+
+    async def start(self) -> None:
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_loop(), name="intake-writer")
+
+    async def stop(self) -> None:
+        """Finish what is queued, then stop the writer."""
+        if self._writer is None:
+            return
+        await self._queue.join()
+        self._writer.cancel()
+        try:
+            await self._writer
+        except asyncio.CancelledError:
+            pass
+        self._writer = None
+
+    async def submit(self, sub: Submission) -> Verdict:
+        """Decide one submission; returns once its verdict is durably stored."""
+        return (await self.submit_many([sub]))[0]
+
+    async def submit_many(self, subs: Sequence[Submission]) -> list[Verdict]:
+        """Decide several submissions (a device batch) in order, in one commit."""
+        if not subs:
+            return []
+        if self._writer is None:
+            raise RuntimeError("intake is not started")
+        future: asyncio.Future[list[Verdict]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((subs, future))
+        return await future
+
+    # -- the writer -------------------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        max_group = self.config.intake.max_group
+        while True:
+            jobs = [await self._queue.get()]
+            count = len(jobs[0][0])
+            while count < max_group and not self._queue.empty():
+                job = self._queue.get_nowait()
+                jobs.append(job)
+                count += len(job[0])
+            subs = [s for batch, _ in jobs for s in batch]
+            started = time.perf_counter()
+            try:
+                verdicts = await self._decide_group(subs)
+            except Exception as exc:  # a broken database must not kill the writer
+                log.exception("intake group of %d failed", len(subs))
+                for _, fut in jobs:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                    self._queue.task_done()
+                continue
+            self.metrics.observe_group(len(subs), time.perf_counter() - started)
+            offset = 0
+            for batch, fut in jobs:
+                part = verdicts[offset : offset + len(batch)]
+                offset += len(batch)
+                if not fut.done():
+                    fut.set_result(part)
+            for sub, verdict in zip(subs, verdicts, strict=True):
+                self.metrics.observe_verdict(sub, verdict)
+            for _ in jobs:
+                self._queue.task_done()
+
+    async def _decide_group(self, subs: list[Submission]) -> list[Verdict]:
+        # A concurrent process may insert the same channel message id between our dedupe
+        # query and our insert (PostgreSQL, several gateways); the retry then replays it.
+        for attempt in range(3):
+            try:
+                async with self.engine.begin() as conn:
+                    return await self._decide_in(conn, subs)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+                log.info("intake group hit a concurrent duplicate; retrying")
+        raise AssertionError("unreachable")
+
+    async def _decide_in(self, conn: AsyncConnection, subs: list[Submission]) -> list[Verdict]:
+        now = self.clock()
+        pending = [_Pending(s) for s in subs]
+        await self._replay_known(conn, pending)
+        fresh = [p for p in pending if p.verdict is None and p.copy_of is None]
+        lookup = await self._lookup(conn, fresh)
+        for p in fresh:
+            p.meter, problem = self._resolve(p.sub, lookup)
+            if problem is not None:
+                p.evaluation = Evaluation(Status.REJECTED, [problem])
+        states = await self._load_states(
+            conn, {p.meter.id for p in fresh if p.meter and p.evaluation is None}
+        )
+        for p in fresh:
+            if p.evaluation is None and p.meter is not None:
+                self._evaluate(p, states, now)
+        await self._store(conn, fresh, states)
+        return [self._verdict_of(p, pending) for p in pending]
+
+    async def _replay_known(self, conn: AsyncConnection, pending: list[_Pending]) -> None:
+        """Messages already stored (same channel message id) get their stored answer again."""
+        keys: dict[tuple[str, str], int] = {}
+        for i, p in enumerate(pending):
+            if p.sub.channel_message_id is None:
+                continue
+            key = (p.sub.channel.value, p.sub.channel_message_id)
+            if key in keys:
+                p.copy_of = keys[key]
+            else:
+                keys[key] = i
+        if not keys:
+            return
+        rows = (
+            await conn.execute(
+                select(
+                    inbound.c.id, inbound.c.channel, inbound.c.channel_message_id, inbound.c.response
+                ).where(tuple_(inbound.c.channel, inbound.c.channel_message_id).in_(list(keys)))
+            )
+        ).all()
+        if not rows:
+            return
+        reading_ids: dict[int, dict[str, int]] = {}
+        ids = [r.id for r in rows]
+        for rr in (
+            await conn.execute(
+                select(readings.c.inbound_id, readings.c.zone, readings.c.id).where(
+                    readings.c.inbound_id.in_(ids)
+                )
+            )
+        ).all():
+            reading_ids.setdefault(rr.inbound_id, {})[rr.zone] = rr.id
+        for r in rows:
+            p = pending[keys[(r.channel, r.channel_message_id)]]
+            p.verdict = verdict_from_json(r.response, r.id, reading_ids.get(r.id, {}), duplicate=True)
+
+    async def _lookup(self, conn: AsyncConnection, fresh: list[_Pending]) -> _Lookup:
+        found = _Lookup()
+        serials = {p.sub.meter_serial for p in fresh if p.sub.meter_serial}
+        numbers = {p.sub.account for p in fresh if p.sub.account}
+        phone_list = {
+            normalize_phone(p.sub.sender)
+            for p in fresh
+            if p.sub.channel in PHONE_CHANNELS and not p.sub.meter_serial and not p.sub.account
+        }
+        if phone_list:
+            for phone, number in (
+                await conn.execute(
+                    select(phones.c.phone, accounts.c.number)
+                    .join(accounts, accounts.c.id == phones.c.account_id)
+                    .where(phones.c.phone.in_(phone_list))
+                )
+            ).all():
+                found.by_phone.setdefault(phone, []).append(number)
+                numbers.add(number)
+        if not serials and not numbers:
+            return found
+        query = select(
+            meters.c.id,
+            meters.c.account_id,
+            accounts.c.number,
+            meters.c.serial,
+            meters.c.zones,
+            meters.c.digits,
+            meters.c.max_power_kw,
+            meters.c.active,
+        ).join(accounts, accounts.c.id == meters.c.account_id)
+        conditions = []
+        if serials:
+            conditions.append(meters.c.serial.in_(serials))
+        if numbers:
+            conditions.append(accounts.c.number.in_(numbers))
+        from sqlalchemy import or_
+
+        for r in (await conn.execute(query.where(or_(*conditions)))).all():
+            info = MeterInfo(
+                id=r.id,
+                account_id=r.account_id,
+                account=r.number,
+                serial=r.serial,
+                zones=tuple(r.zones.split(";")),
+                digits=r.digits,
+                max_power_kw=Decimal(r.max_power_kw) if r.max_power_kw else None,
+                active=bool(r.active),
+            )
+            found.by_serial[info.serial] = info
+            found.by_account.setdefault(info.account, []).append(info)
+            found.account_numbers.add(info.account)
+        if numbers:
+            existing = (
+                await conn.execute(select(accounts.c.number).where(accounts.c.number.in_(numbers)))
+            ).scalars()
+            found.account_numbers.update(existing)
+        return found
+
+    def _resolve(self, sub: Submission, lookup: _Lookup) -> tuple[MeterInfo | None, Reason | None]:
+        """Which meter a submission is for, or why that cannot be told."""
+        if sub.meter_serial:
+            meter = lookup.by_serial.get(sub.meter_serial)
+            if meter is None:
+                return None, reason(
+                    "unknown_meter",
+                    Severity.REJECT,
+                    f"Счётчик {sub.meter_serial[:16]} не найден. Проверьте номер",
+                    f"meter {sub.meter_serial} is not in the registry",
+                )
+            if sub.account and meter.account != sub.account:
+                return None, reason(
+                    "meter_not_on_account",
+                    Severity.REJECT,
+                    f"Счётчик {meter.serial[:16]} не относится к л/с {sub.account[:16]}",
+                    f"meter {meter.serial} does not belong to account {sub.account}",
+                )
+            return meter, None
+        account = sub.account
+        if account is None and sub.channel in PHONE_CHANNELS:
+            known = lookup.by_phone.get(normalize_phone(sub.sender), [])
+            if len(known) != 1:
+                return None, reason(
+                    "unknown_sender" if not known else "account_ambiguous",
+                    Severity.REJECT,
+                    "Укажите номер л/с: 1234567 12345"
+                    if not known
+                    else "На номер несколько л/с. Укажите л/с",
+                    "the sender's phone is not registered; give the account number"
+                    if not known
+                    else "the sender's phone belongs to several accounts; give the account number",
+                )
+            account = known[0]
+        if account is None:
+            return None, reason(
+                "no_account", Severity.REJECT, "Укажите номер лицевого счёта", "no account or meter given"
+            )
+        candidates = [m for m in lookup.by_account.get(account, []) if m.active] or lookup.by_account.get(
+            account, []
+        )
+        if account not in lookup.account_numbers:
+            return None, reason(
+                "unknown_account",
+                Severity.REJECT,
+                f"Л/с {account[:16]} не найден. Проверьте номер",
+                f"account {account} is not in the registry",
+            )
+        if len(candidates) != 1:
+            return None, reason(
+                "meter_ambiguous" if candidates else "no_meter",
+                Severity.REJECT,
+                "У л/с несколько счётчиков: укажите л/с#счётчик#показание"
+                if candidates
+                else "У л/с нет счётчика. Позвоните нам",
+                f"account {account} has {len(candidates)} meters; give the meter serial",
+            )
+        return candidates[0], None
+
+    async def _load_states(
+        self, conn: AsyncConnection, meter_ids: set[int]
+    ) -> dict[tuple[int, str], ZoneState]:
+        if not meter_ids:
+            return {}
+        query = (
+            select(meter_state)
+            .where(meter_state.c.meter_id.in_(meter_ids))
+            .order_by(meter_state.c.meter_id, meter_state.c.zone)
+        )
+        if self._postgres:
+            # Another gateway process may be deciding a reading of the same meter right now.
+            query = query.with_for_update()
+        states: dict[tuple[int, str], ZoneState] = {}
+        for r in (await conn.execute(query)).mappings():
+            states[(r["meter_id"], r["zone"])] = ZoneState(
+                last_value=_dec(r["last_value"]),
+                last_taken_at=r["last_taken_at"],
+                last_receipt=r["last_receipt"],
+                last_period=r["last_period"],
+                total_kwh=Decimal(r["total_kwh"]),
+                total_days=Decimal(r["total_days"]),
+                dev_value=_dec(r["dev_value"]),
+                dev_taken_at=r["dev_taken_at"],
+                res_value=_dec(r["res_value"]),
+                res_taken_at=r["res_taken_at"],
+            )
+        return states
+
+    def period_of(self, taken_at: datetime) -> tuple[str, Reason | None]:
+        """The billing period a reading counts for, and a note when it is not the current one."""
+        cal = self.config.calendar
+        day = self.calendar.local_date(taken_at)
+        period = billing_period(day, cal.window_start_day, cal.cutoff_day)
+        if day.day < cal.cutoff_day:
+            return period, None
+        return period, reason(
+            "next_period",
+            Severity.INFO,
+            f"Учтём в {period_ru(period, prepositional=True)}: приём до {cal.cutoff_day - 1}-го",
+            f"counted for {period}: readings for this month were taken until day {cal.cutoff_day - 1}",
+        )
+
+    def _evaluate(self, p: _Pending, states: dict[tuple[int, str], ZoneState], now: datetime) -> None:
+        assert p.meter is not None
+        sub, meter = p.sub, p.meter
+        group = CHANNEL_GROUP[sub.channel]
+        taken_at = sub.taken_at or sub.received_at
+        period, note = self.period_of(taken_at)
+        zone_states = {z: states.setdefault((meter.id, z), ZoneState()) for z in meter.zones}
+        p.period = period
+        p.evaluation = ev = evaluate(
+            meter=meter,
+            values=sub.values,
+            taken_at=taken_at,
+            now=now,
+            period=period,
+            period_note=note,
+            group=group,
+            limits=self._limits[group],
+            states=zone_states,
+        )
+        if ev.duplicate or ev.status in (Status.REJECTED, Status.NEEDS_CONFIRMATION):
+            return
+        # Accepted or held for review: the value is what the meter shows, so later readings are
+        # judged against it. (A value awaiting the sender's confirmation is not, yet.)
+        for zone, value in ev.values.items():
+            advance_state(zone_states[zone], value, taken_at, period, group, ev.consumption.get(zone), p)
+
+    async def _store(
+        self, conn: AsyncConnection, fresh: list[_Pending], states: dict[tuple[int, str], ZoneState]
+    ) -> None:
+        if not fresh:
+            return
+        sla_days = self.config.billing.sla_working_days
+        inbound_rows = []
+        for p in fresh:
+            sub = p.sub
+            ev = p.evaluation
+            assert ev is not None
+            response = {
+                "status": ev.status.value,
+                "reasons": [r.as_dict() for r in ev.reasons],
+                "account": p.meter.account if p.meter else sub.account,
+                "meter_serial": p.meter.serial if p.meter else sub.meter_serial,
+                "period": p.period,
+                "values": {z: str(v) for z, v in ev.values.items()},
+                "duplicate_of": ev.duplicate_of,  # set after the insert when the original is in this group
+            }
+            p.inbound_row = {
+                "channel": sub.channel.value,
+                "channel_message_id": sub.channel_message_id,
+                "received_at": sub.received_at,
+                "source": source_of(sub),
+                "payload": sub.raw or orjson.dumps({"values": dict(sub.values)}).decode(),
+                "response": orjson.dumps(response).decode(),
+            }
+            inbound_rows.append(p.inbound_row)
+        ids = (
+            (
+                await conn.execute(
+                    insert(inbound).returning(inbound.c.id, sort_by_parameter_order=True), inbound_rows
+                )
+            )
+            .scalars()
+            .all()
+        )
+        for p, inbound_id in zip(fresh, ids, strict=True):
+            assert p.inbound_row is not None
+            p.inbound_row["id"] = inbound_id
+        await self._point_duplicates_at_owners(conn, fresh)
+        reading_rows: list[dict[str, Any]] = []
+        for p, inbound_id in zip(fresh, ids, strict=True):
+            assert p.inbound_row is not None and p.evaluation is not None
+            ev = p.evaluation
+            if p.meter is None or ev.duplicate or not ev.values:
+                continue
+            taken_at = p.sub.taken_at or p.sub.received_at
+            due = self.calendar.due_at(p.sub.received_at, sla_days)
+            reasons_json = orjson.dumps([r.as_dict() for r in ev.reasons]).decode()
+            for zone, value in ev.values.items():
+                row = {
+                    "inbound_id": inbound_id,
+                    "account_id": p.meter.account_id,
+                    "meter_id": p.meter.id,
+                    "zone": zone,
+                    "value": str(value),
+                    "taken_at": taken_at,
+                    "received_at": p.sub.received_at,
+                    "channel": p.sub.channel.value,
+                    "source": p.inbound_row["source"],
+                    "employee": p.sub.employee,
+                    "period": p.period,
+                    "verdict": ev.status.value,
+                    "reasons": reasons_json,
+                    "due_at": due,
+                }
+                p.reading_rows.append(row)
+                reading_rows.append(row)
+        if reading_rows:
+            rids = (
+                (
+                    await conn.execute(
+                        insert(readings).returning(readings.c.id, sort_by_parameter_order=True), reading_rows
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            for row, rid in zip(reading_rows, rids, strict=True):
+                row["id"] = rid
+        await self._save_states(conn, fresh, states)
+
+    async def _point_duplicates_at_owners(self, conn: AsyncConnection, fresh: list[_Pending]) -> None:
+        """A repeat of a message decided earlier in this same group answers with that one's receipt."""
+        for p in fresh:
+            ev = p.evaluation
+            if ev is None or not ev.duplicate or not isinstance(ev.duplicate_owner, _Pending):
+                continue
+            owner_row = ev.duplicate_owner.inbound_row
+            assert owner_row is not None and p.inbound_row is not None
+            ev.duplicate_of, ev.duplicate_owner = owner_row["id"], None
+            response = orjson.loads(p.inbound_row["response"])
+            response["duplicate_of"] = ev.duplicate_of
+            p.inbound_row["response"] = orjson.dumps(response).decode()
+            await conn.execute(
+                update(inbound)
+                .where(inbound.c.id == p.inbound_row["id"])
+                .values(response=p.inbound_row["response"])
+            )
+
+    async def _save_states(
+        self, conn: AsyncConnection, fresh: list[_Pending], states: dict[tuple[int, str], ZoneState]
+    ) -> None:
+        touched: dict[tuple[int, str], ZoneState] = {}
+        for p in fresh:
+            ev = p.evaluation
+            if p.meter is None or ev is None or ev.duplicate:
+                continue
+            if ev.status in (Status.REJECTED, Status.NEEDS_CONFIRMATION):
+                continue
+            for zone in ev.values:
+                key = (p.meter.id, zone)
+                state = states[key]
+                if state.last_owner is p:
+                    assert p.inbound_row is not None
+                    state.last_receipt = p.inbound_row["id"]
+                    state.last_owner = None
+                touched[key] = state
+        if not touched:
+            return
+        stmt = (
+            update(meter_state)
+            .where(meter_state.c.meter_id == _bind("k_meter"), meter_state.c.zone == _bind("k_zone"))
+            .values(
+                last_value=_bind("last_value"),
+                last_taken_at=_bind("last_taken_at"),
+                last_receipt=_bind("last_receipt"),
+                last_period=_bind("last_period"),
+                total_kwh=_bind("total_kwh"),
+                total_days=_bind("total_days"),
+                dev_value=_bind("dev_value"),
+                dev_taken_at=_bind("dev_taken_at"),
+                res_value=_bind("res_value"),
+                res_taken_at=_bind("res_taken_at"),
+            )
+        )
+        await conn.execute(
+            stmt,
+            [
+                {
+                    "k_meter": meter_id,
+                    "k_zone": zone,
+                    "last_value": _str(s.last_value),
+                    "last_taken_at": s.last_taken_at,
+                    "last_receipt": s.last_receipt,
+                    "last_period": s.last_period,
+                    "total_kwh": str(s.total_kwh),
+                    "total_days": str(s.total_days),
+                    "dev_value": _str(s.dev_value),
+                    "dev_taken_at": s.dev_taken_at,
+                    "res_value": _str(s.res_value),
+                    "res_taken_at": s.res_taken_at,
+                }
+                for (meter_id, zone), s in touched.items()
+            ],
+        )
+
+    def _verdict_of(self, p: _Pending, pending: list[_Pending]) -> Verdict:
+        if p.verdict is not None:
+            return p.verdict
+        if p.copy_of is not None:
+            original = self._verdict_of(pending[p.copy_of], pending)
+            return Verdict(
+                original.status,
+                original.reasons,
+                original.receipt,
+                original.account,
+                original.meter_serial,
+                original.period,
+                original.readings,
+                duplicate=True,
+            )
+        ev = p.evaluation
+        assert ev is not None and p.inbound_row is not None
+        ids = {row["zone"]: row["id"] for row in p.reading_rows}
+        receipt = ev.duplicate_of if ev.duplicate else p.inbound_row["id"]
+        return Verdict(
+            status=ev.status,
+            reasons=tuple(ev.reasons),
+            receipt=receipt,
+            account=p.meter.account if p.meter else p.sub.account,
+            meter_serial=p.meter.serial if p.meter else p.sub.meter_serial,
+            period=p.period,
+            readings=tuple(ReadingOut(ids.get(z), z, v) for z, v in ev.values.items()),
+            duplicate=ev.duplicate,
+        )
+
+
+def advance_state(
+    state: ZoneState,
+    value: Decimal,
+    taken_at: datetime,
+    period: str,
+    group: RuleGroup,
+    used: Decimal | None,
+    owner: object,
+) -> None:
+    """Make `value` the zone's last reading and add its consumption to the running average."""
+    if used is not None and state.last_taken_at is not None:
+        state.total_kwh += used
+        state.total_days += Decimal((taken_at - state.last_taken_at).total_seconds()) / SECONDS_PER_DAY
+    state.last_value = value
+    state.last_taken_at = taken_at
+    state.last_period = period
+    # The receipt (inbound id) is known only after the insert; until then the owner stands in.
+    state.last_receipt = None
+    state.last_owner = owner
+    if group is RuleGroup.DEVICES:
+        state.dev_value, state.dev_taken_at = value, taken_at
+    else:
+        state.res_value, state.res_taken_at = value, taken_at
+
+
+def verdict_from_json(
+    text: str, receipt: int, reading_ids: dict[str, int], duplicate: bool = False
+) -> Verdict:
+    """Rebuild a stored answer (for redelivered messages)."""
+    data = orjson.loads(text)
+    reasons = tuple(
+        Reason(
+            code=r["code"],
+            severity=Severity[r["severity"].upper()],
+            message_ru=r["message_ru"],
+            message_en=r["message_en"],
+            zone=r.get("zone"),
+        )
+        for r in data["reasons"]
+    )
+    values = data.get("values") or {}
+    return Verdict(
+        status=Status(data["status"]),
+        reasons=reasons,
+        receipt=data.get("duplicate_of") or receipt,
+        account=data.get("account"),
+        meter_serial=data.get("meter_serial"),
+        period=data.get("period"),
+        readings=tuple(ReadingOut(reading_ids.get(z), z, Decimal(v)) for z, v in values.items()),
+        duplicate=duplicate,
+    )
+
+
+def _dec(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
+
+
+def _str(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _bind(name: str) -> Any:
+    from sqlalchemy import bindparam
+
+    return bindparam(name)

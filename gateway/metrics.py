@@ -1,0 +1,94 @@
+"""Prometheus metrics: what operators watch (README, "Metrics", explains each one)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from gateway.model import Submission, Verdict
+
+
+class Metrics:
+    """The gateway's metrics, in a registry of their own (one per running gateway)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.received = Counter(
+            "gateway_submissions_total",
+            "Submissions decided, by channel",
+            ["channel"],
+            registry=self.registry,
+        )
+        self.verdicts = Counter(
+            "gateway_verdicts_total",
+            "Verdicts by channel and status (accepted, flagged, needs_confirmation, rejected)",
+            ["channel", "status"],
+            registry=self.registry,
+        )
+        self.reasons = Counter(
+            "gateway_reasons_total",
+            "Validation findings by channel and reason code",
+            ["channel", "code"],
+            registry=self.registry,
+        )
+        self.duplicates = Counter(
+            "gateway_duplicates_total",
+            "Repeated messages answered from the store",
+            ["channel"],
+            registry=self.registry,
+        )
+        self.commit_seconds = Histogram(
+            "gateway_intake_commit_seconds",
+            "Time to decide and durably commit one group of submissions",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )
+        self.group_size = Histogram(
+            "gateway_intake_group_size",
+            "Submissions sharing one commit (group commit)",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000),
+            registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "gateway_http_request_seconds",
+            "HTTP request latency by route",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )
+        self.backlog = Gauge(
+            "gateway_billing_backlog",
+            "Accepted readings not yet committed to billing",
+            registry=self.registry,
+        )
+        self.oldest_age = Gauge(
+            "gateway_billing_oldest_uncommitted_seconds",
+            "Age of the oldest accepted reading not yet committed to billing",
+            registry=self.registry,
+        )
+        self.overdue = Gauge(
+            "gateway_billing_overdue",
+            "Accepted readings past their working-day deadline",
+            registry=self.registry,
+        )
+        self.held = Gauge(
+            "gateway_readings_held",
+            "Readings waiting for the sender's confirmation or the back office",
+            ["status"],
+            registry=self.registry,
+        )
+
+    def observe_group(self, size: int, seconds: float) -> None:
+        self.group_size.observe(size)
+        self.commit_seconds.observe(seconds)
+
+    def observe_verdict(self, sub: Submission, verdict: Verdict) -> None:
+        channel = sub.channel.value
+        self.received.labels(channel).inc()
+        self.verdicts.labels(channel, verdict.status.value).inc()
+        if verdict.duplicate:
+            self.duplicates.labels(channel).inc()
+        for r in verdict.reasons:
+            self.reasons.labels(channel, r.code).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

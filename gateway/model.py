@@ -1,0 +1,162 @@
+"""The canonical shapes every channel shares: a Submission in, a Verdict out.
+
+Channel adapters build a `Submission` and render a `Verdict`; nothing else crosses the
+boundary between `adapters/` and `gateway/`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import IntEnum, StrEnum
+
+
+class Channel(StrEnum):
+    """Where a reading came from; stored with every reading."""
+
+    SMS = "sms"
+    TELEGRAM = "telegram"
+    CABINET = "cabinet"
+    IVR = "ivr"
+    OPERATOR = "operator"
+    DEVICE = "device"  # pushed by a field device or head-end over HTTP
+    MODBUS = "modbus"  # polled by the gateway itself
+    MQTT = "mqtt"
+
+
+class RuleGroup(StrEnum):
+    """Validation thresholds are configured per group of channels."""
+
+    RESIDENTS = "residents"
+    OPERATORS = "operators"
+    DEVICES = "devices"
+
+
+CHANNEL_GROUP: dict[Channel, RuleGroup] = {
+    Channel.SMS: RuleGroup.RESIDENTS,
+    Channel.TELEGRAM: RuleGroup.RESIDENTS,
+    Channel.CABINET: RuleGroup.RESIDENTS,
+    Channel.IVR: RuleGroup.RESIDENTS,
+    Channel.OPERATOR: RuleGroup.OPERATORS,
+    Channel.DEVICE: RuleGroup.DEVICES,
+    Channel.MODBUS: RuleGroup.DEVICES,
+    Channel.MQTT: RuleGroup.DEVICES,
+}
+
+
+class Severity(IntEnum):
+    """How a reason affects the verdict; the worst reason wins."""
+
+    INFO = 0  # accepted; the sender is told something (e.g. counted for the next period)
+    FLAG = 1  # stored, held for the back office before billing
+    CONFIRM = 2  # stored, held until the sender confirms the value
+    REJECT = 3  # stored as rejected, never billed
+
+
+class Status(StrEnum):
+    """The verdict a sender sees."""
+
+    ACCEPTED = "accepted"
+    FLAGGED = "flagged"
+    NEEDS_CONFIRMATION = "needs_confirmation"
+    REJECTED = "rejected"
+
+
+STATUS_BY_SEVERITY = {
+    Severity.INFO: Status.ACCEPTED,
+    Severity.FLAG: Status.FLAGGED,
+    Severity.CONFIRM: Status.NEEDS_CONFIRMATION,
+    Severity.REJECT: Status.REJECTED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """One named finding of one rule, with its explanation built from the actual numbers."""
+
+    code: str
+    severity: Severity
+    message_ru: str
+    message_en: str
+    zone: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "code": self.code,
+            "severity": self.severity.name.lower(),
+            "zone": self.zone,
+            "message_ru": self.message_ru,
+            "message_en": self.message_en,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """What a channel hands the core: who sent which values for which meter, and the raw message.
+
+    `values` maps a zone code (`T`, `T1`, `T2`, `T3`) to the value exactly as the sender gave it
+    (a string, so that "12 345,6" and "abc" reach validation unchanged). A channel that only has
+    free text (SMS, chat) puts it in `text` and leaves `values` empty: the core's grammar parses it.
+    """
+
+    channel: Channel
+    received_at: datetime  # UTC, aware
+    sender: str  # phone in E.164, chat id, device id, employee login: raw; masked before storing
+    values: Mapping[str, str] = field(default_factory=dict)
+    account: str | None = None
+    meter_serial: str | None = None
+    taken_at: datetime | None = None  # when the meter showed the value; defaults to received_at
+    channel_message_id: str | None = None  # for deduplication within the channel
+    raw: str = ""  # the inbound message as received, stored before anything else
+    text: str | None = None
+    employee: str | None = None  # who entered it on the resident's behalf (operator channel)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingOut:
+    """One stored zone value as the sender is told about it."""
+
+    reading_id: int | None
+    zone: str
+    value: Decimal | None
+    previous_value: Decimal | None = None
+    previous_taken_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The core's answer to one Submission: what was decided and why."""
+
+    status: Status
+    reasons: tuple[Reason, ...]
+    receipt: int | None  # the inbound message id; the same for a repeated message
+    account: str | None = None
+    meter_serial: str | None = None
+    period: str | None = None  # "YYYY-MM" the readings count for
+    readings: tuple[ReadingOut, ...] = ()
+    duplicate: bool = False
+
+    @property
+    def accepted(self) -> bool:
+        return self.status is Status.ACCEPTED
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "status": self.status.value,
+            "receipt": self.receipt,
+            "duplicate": self.duplicate,
+            "account": self.account,
+            "meter_serial": self.meter_serial,
+            "period": self.period,
+            "readings": [
+                {
+                    "reading_id": r.reading_id,
+                    "zone": r.zone,
+                    "value": None if r.value is None else str(r.value),
+                }
+                for r in self.readings
+            ],
+            "reasons": [r.as_dict() for r in self.reasons],
+        }

@@ -1,0 +1,238 @@
+"""The registry: accounts, their meters and the phones allowed to submit for them.
+
+Loaded from the retailer's CSV (`meter-gateway import registry FILE.csv`, format in
+interfaces.md). Each refused row is reported with its line number and reason; a re-import
+updates what changed and never duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.privacy import normalize_phone
+from gateway.store.schema import accounts, meter_state, meters, phones
+
+COLUMNS = ("account", "meter_serial", "meter_model", "zones", "digits", "phones", "max_power_kw", "address")
+OPTIONAL = ("active",)
+ZONE_SETS = {"T": ("T",), "T1;T2": ("T1", "T2"), "T1;T2;T3": ("T1", "T2", "T3")}
+_ACCOUNT = re.compile(r"^\d{4,16}$")
+_SERIAL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$")
+_E164 = re.compile(r"^\+\d{10,15}$")
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryRow:
+    line: int
+    account: str
+    serial: str
+    model: str
+    zones: tuple[str, ...]
+    digits: int
+    phones: tuple[str, ...]
+    max_power_kw: Decimal | None
+    address: str
+    active: bool
+
+
+@dataclass
+class ImportReport:
+    """What an import did, row by row where something was refused."""
+
+    added: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    refused: list[tuple[int, str]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [
+            f"added {self.added}, changed {self.changed}, unchanged {self.unchanged}, refused {len(self.refused)}"
+        ]
+        lines += [f"line {line}: {why}" for line, why in self.refused]
+        return "\n".join(lines)
+
+
+def parse_rows(text: str) -> tuple[list[RegistryRow], list[tuple[int, str]]]:
+    """Check every row of a registry CSV; return the good rows and (line, reason) for the rest."""
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    header = [h.strip() for h in reader.fieldnames or []]
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        return [], [(1, f"header lacks column(s): {', '.join(missing)}; expected {','.join(COLUMNS)}")]
+    unknown = [c for c in header if c not in COLUMNS + OPTIONAL]
+    if unknown:
+        return [], [(1, f"unknown column(s): {', '.join(unknown)}")]
+    rows: list[RegistryRow] = []
+    refused: list[tuple[int, str]] = []
+    seen_serials: dict[str, int] = {}
+    for raw in reader:
+        line = reader.line_num
+        if None in raw:
+            refused.append((line, "more fields than the header has"))
+            continue
+        row = {k.strip(): (v or "").strip() for k, v in raw.items()}
+        try:
+            parsed = _parse_row(line, row)
+        except ValueError as exc:
+            refused.append((line, str(exc)))
+            continue
+        if parsed.serial in seen_serials:
+            refused.append(
+                (line, f"meter {parsed.serial} already given on line {seen_serials[parsed.serial]}")
+            )
+            continue
+        seen_serials[parsed.serial] = line
+        rows.append(parsed)
+    return rows, refused
+
+
+def _parse_row(line: int, row: dict[str, str]) -> RegistryRow:
+    account = row["account"]
+    if not _ACCOUNT.match(account):
+        raise ValueError(f"account {account!r} is not 4-16 digits")
+    serial = row["meter_serial"]
+    if not _SERIAL.match(serial):
+        raise ValueError(
+            f"meter_serial {serial!r} is empty or has characters other than letters, digits, . _ / -"
+        )
+    zones = ZONE_SETS.get(row["zones"].upper().replace(" ", "").replace("Т", "T"))
+    if zones is None:
+        raise ValueError(f"zones {row['zones']!r} is not one of T, T1;T2, T1;T2;T3")
+    try:
+        digits = int(row["digits"])
+    except ValueError:
+        raise ValueError(f"digits {row['digits']!r} is not a whole number") from None
+    if not 4 <= digits <= 10:
+        raise ValueError(f"digits {digits} is outside 4..10")
+    phone_list = []
+    for p in filter(None, (x.strip() for x in row["phones"].split(";"))):
+        if not _E164.match(p):
+            raise ValueError(f"phone {p!r} is not in E.164 form like +79161234567")
+        phone_list.append(normalize_phone(p))
+    power: Decimal | None = None
+    if row["max_power_kw"]:
+        try:
+            power = Decimal(row["max_power_kw"].replace(",", "."))
+        except InvalidOperation:
+            raise ValueError(f"max_power_kw {row['max_power_kw']!r} is not a number") from None
+        if not power.is_finite() or power <= 0 or power > 100000:
+            raise ValueError(f"max_power_kw {row['max_power_kw']!r} must be above 0 and at most 100000")
+    active_text = row.get("active", "1").lower() or "1"
+    if active_text not in ("1", "0", "true", "false", "yes", "no"):
+        raise ValueError(f"active {active_text!r} is not 1 or 0")
+    return RegistryRow(
+        line=line,
+        account=account,
+        serial=serial,
+        model=row["meter_model"],
+        zones=zones,
+        digits=digits,
+        phones=tuple(dict.fromkeys(phone_list)),
+        max_power_kw=power,
+        address=row["address"],
+        active=active_text in ("1", "true", "yes"),
+    )
+
+
+async def import_registry(
+    engine: AsyncEngine, source: str | Path, now: datetime | None = None
+) -> ImportReport:
+    """Load or update the registry from a CSV file (path) in one transaction."""
+    text = await asyncio.to_thread(Path(source).read_text, encoding="utf-8")
+    rows, refused = parse_rows(text)
+    report = ImportReport(refused=refused)
+    now = now or datetime.now(UTC)
+    async with engine.begin() as conn:
+        account_ids: dict[str, int] = {}
+        by_account: dict[str, list[RegistryRow]] = {}
+        for r in rows:
+            by_account.setdefault(r.account, []).append(r)
+        for number, group in by_account.items():
+            account_ids[number] = await _upsert_account(conn, number, group[0].address, now)
+            await _replace_phones(conn, account_ids[number], _phones_of(group))
+        for r in rows:
+            outcome = await _upsert_meter(conn, account_ids[r.account], r, now)
+            if outcome == "added":
+                report.added += 1
+            elif outcome == "changed":
+                report.changed += 1
+            else:
+                report.unchanged += 1
+    return report
+
+
+def _phones_of(group: Iterable[RegistryRow]) -> list[str]:
+    return list(dict.fromkeys(p for r in group for p in r.phones))
+
+
+async def _upsert_account(conn: AsyncConnection, number: str, address: str, now: datetime) -> int:
+    row = (
+        await conn.execute(select(accounts.c.id, accounts.c.address).where(accounts.c.number == number))
+    ).first()
+    if row is None:
+        result = await conn.execute(
+            insert(accounts).values(number=number, address=address, updated_at=now).returning(accounts.c.id)
+        )
+        return int(result.scalar_one())
+    if row.address != address:
+        await conn.execute(
+            update(accounts).where(accounts.c.id == row.id).values(address=address, updated_at=now)
+        )
+    return int(row.id)
+
+
+async def _replace_phones(conn: AsyncConnection, account_id: int, numbers: list[str]) -> None:
+    await conn.execute(delete(phones).where(phones.c.account_id == account_id))
+    if numbers:
+        await conn.execute(insert(phones), [{"account_id": account_id, "phone": p} for p in numbers])
+
+
+async def _upsert_meter(conn: AsyncConnection, account_id: int, r: RegistryRow, now: datetime) -> str:
+    values = {
+        "account_id": account_id,
+        "model": r.model,
+        "zones": ";".join(r.zones),
+        "digits": r.digits,
+        "max_power_kw": None if r.max_power_kw is None else str(r.max_power_kw),
+        "active": r.active,
+    }
+    existing = (await conn.execute(select(meters).where(meters.c.serial == r.serial))).mappings().first()
+    if existing is None:
+        result = await conn.execute(
+            insert(meters).values(serial=r.serial, updated_at=now, **values).returning(meters.c.id)
+        )
+        meter_id = int(result.scalar_one())
+        outcome = "added"
+    else:
+        meter_id = int(existing["id"])
+        if all(existing[k] == v for k, v in values.items()):
+            return "unchanged"
+        await conn.execute(update(meters).where(meters.c.id == meter_id).values(updated_at=now, **values))
+        outcome = "changed"
+    # One state row per zone: the intake locks these while deciding a reading of that zone.
+    have = set(
+        (await conn.execute(select(meter_state.c.zone).where(meter_state.c.meter_id == meter_id))).scalars()
+    )
+    new = [
+        {"meter_id": meter_id, "zone": z, "total_kwh": "0", "total_days": "0"}
+        for z in r.zones
+        if z not in have
+    ]
+    if new:
+        await conn.execute(insert(meter_state), new)
+    stale = have - set(r.zones)
+    if stale:
+        await conn.execute(
+            delete(meter_state).where(and_(meter_state.c.meter_id == meter_id, meter_state.c.zone.in_(stale)))
+        )
+    return outcome

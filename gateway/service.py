@@ -1,0 +1,136 @@
+"""The running gateway: one asyncio process with the HTTP server, the intake writer and every
+configured channel as tasks under one supervisor, stopped gracefully on SIGTERM.
+
+This is the composition root, the one place in `gateway/` that wires channel adapters in; the
+core modules it assembles (intake, validation, billing, store) never import an adapter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters import billing_api, device_push, ops_http
+from adapters.app_keys import (
+    BILLING,
+    CALENDAR,
+    CLOCK,
+    CONFIG,
+    ENGINE,
+    HEALTH_PROBES,
+    INTAKE,
+    MAX_BODY,
+    METRICS,
+)
+from adapters.http_common import json_errors
+from gateway.billing import Billing
+from gateway.calendar import WorkCalendar
+from gateway.config import Config
+from gateway.intake import Clock, Intake, utcnow
+from gateway.metrics import Metrics
+from gateway.registry import import_registry
+from gateway.store.database import create_engine
+from gateway.store.migrate import upgrade
+
+log = logging.getLogger(__name__)
+
+BackgroundTask = Callable[["Gateway"], Awaitable[None]]
+
+
+class Gateway:
+    """Everything one `meter-gateway run` process holds, started and stopped together."""
+
+    def __init__(self, config: Config, clock: Clock = utcnow) -> None:
+        self.config = config
+        self.clock = clock
+        self.metrics = Metrics()
+        self.calendar = WorkCalendar(config.calendar.timezone, config.calendar.holidays_override)
+        self.engine: AsyncEngine = create_engine(config.database.url, echo=config.database.echo)
+        self.intake = Intake(self.engine, config, self.calendar, self.metrics, clock)
+        self.billing = Billing(self.engine, config.billing.lease_seconds)
+        self.health_probes: dict[str, Callable[[], dict[str, Any]]] = {}
+        self.background: list[BackgroundTask] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    def build_app(self) -> web.Application:
+        """The aiohttp application with every HTTP route of interfaces.md that is built so far."""
+        app = web.Application(middlewares=[json_errors], client_max_size=self.config.http.max_body_bytes)
+        app[CONFIG] = self.config
+        app[ENGINE] = self.engine
+        app[INTAKE] = self.intake
+        app[BILLING] = self.billing
+        app[METRICS] = self.metrics
+        app[CLOCK] = self.clock
+        app[CALENDAR] = self.calendar
+        app[HEALTH_PROBES] = self.health_probes
+        app[MAX_BODY] = self.config.http.max_body_bytes
+        app.add_routes(ops_http.routes)
+        app.add_routes(billing_api.routes)
+        app.add_routes(device_push.routes)
+        return app
+
+    async def start(self) -> None:
+        if self.config.database.auto_upgrade:
+            await upgrade(self.engine)
+        if self.config.registry.csv:
+            report = await import_registry(self.engine, self.config.registry.csv)
+            log.info("registry %s: %s", self.config.registry.csv, report.summary().splitlines()[0])
+        await self.intake.start()
+        self._runner = web.AppRunner(
+            self.build_app(), shutdown_timeout=self.config.http.shutdown_timeout_seconds, access_log=None
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.http.host, self.config.http.port, backlog=1024)
+        await site.start()
+        server = getattr(site, "_server", None)
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else self.config.http.port
+        for task in self.background:
+            self._tasks.append(
+                asyncio.create_task(self._supervise(task), name=getattr(task, "__name__", "task"))
+            )
+        log.info("gateway listening on http://%s:%s", self.config.http.host, self.port)
+
+    async def _supervise(self, task: BackgroundTask) -> None:
+        """Restart a failed background task after a pause; one broken channel never stops the rest."""
+        while True:
+            try:
+                await task(self)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background task %s failed; restarting in 5 s", getattr(task, "__name__", task))
+                await asyncio.sleep(5)
+
+    async def stop(self) -> None:
+        """Stop taking requests, finish those in flight, drain the intake, close the database."""
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()  # waits up to shutdown_timeout for in-flight requests
+        await self.intake.stop()
+        await self.engine.dispose()
+
+
+async def serve(gateway: Gateway) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await gateway.start()
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await gateway.stop()

@@ -1,0 +1,1 @@
+"""Persistence: schema, engine, migrations and the queries the core runs."""

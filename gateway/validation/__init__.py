@@ -1,0 +1,1 @@
+"""Validation: small named rules that judge a reading against its meter and history."""

@@ -1,0 +1,88 @@
+"""What a rule sees: the meter from the registry, the zone's history, the candidate value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from gateway.config import RuleThresholds
+from gateway.model import RuleGroup
+
+SECONDS_PER_DAY = Decimal(86400)
+
+
+@dataclass(frozen=True, slots=True)
+class MeterInfo:
+    """A meter as the registry describes it."""
+
+    id: int
+    account_id: int
+    account: str
+    serial: str
+    zones: tuple[str, ...]
+    digits: int
+    max_power_kw: Decimal | None
+    active: bool
+
+
+@dataclass(slots=True)
+class ZoneState:
+    """The last accepted reading of one meter zone and the totals that give its average use."""
+
+    last_value: Decimal | None = None
+    last_taken_at: datetime | None = None
+    last_receipt: int | None = None
+    last_period: str | None = None
+    total_kwh: Decimal = Decimal(0)
+    total_days: Decimal = Decimal(0)
+    dev_value: Decimal | None = None
+    dev_taken_at: datetime | None = None
+    res_value: Decimal | None = None
+    res_taken_at: datetime | None = None
+    # While a group is being decided, the not-yet-stored submission that set last_value; its
+    # receipt (inbound id) exists only after the insert. Never persisted.
+    last_owner: object | None = None
+
+    def daily_average(self) -> Decimal | None:
+        """kWh per day over the accepted history, or None when there is none yet."""
+        if self.total_days <= 0:
+            return None
+        return self.total_kwh / self.total_days
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One zone value under judgement, with everything the rules need about it."""
+
+    zone: str
+    value: Decimal
+    taken_at: datetime
+    period: str
+    group: RuleGroup
+    meter: MeterInfo
+    state: ZoneState
+    limits: RuleThresholds
+
+    @property
+    def max_power_kw(self) -> Decimal:
+        return self.meter.max_power_kw or self.limits.default_max_power_kw
+
+    def hours_since_last(self) -> Decimal | None:
+        if self.state.last_taken_at is None:
+            return None
+        seconds = Decimal((self.taken_at - self.state.last_taken_at).total_seconds())
+        return seconds / Decimal(3600)
+
+    def rollover_consumption(self) -> Decimal | None:
+        """Consumption if the counter wrapped past its digits since the last reading."""
+        if self.state.last_value is None:
+            return None
+        return Decimal(10) ** self.meter.digits - self.state.last_value + self.value
+
+    def possible_kwh(self, hours: Decimal) -> Decimal:
+        """The most the meter can physically count in `hours` at its permitted power.
+
+        One kWh of slack absorbs rounding of the displayed digits between close readings.
+        """
+        return self.max_power_kw * max(hours, Decimal(0)) + Decimal(1)

@@ -1,0 +1,207 @@
+"""The plausibility rules, each small and named, each returning a reason or nothing.
+
+A zone rule takes a `Candidate` (the value, its meter, its zone's history and the thresholds of
+the sender's channel group) and returns `None` or a `Reason` whose stable `code` is what
+operators, metrics and tests key on. The order of `ZONE_RULES` is the order reasons are shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from gateway.model import Reason, RuleGroup, Severity
+from gateway.validation.context import SECONDS_PER_DAY, Candidate
+from gateway.validation.explain import day_en, day_ru, num, reason
+
+ZoneRule = Callable[[Candidate], Reason | None]
+
+SEVERITY_BY_NAME = {"confirm": Severity.CONFIRM, "flag": Severity.FLAG, "info": Severity.INFO}
+
+
+def integer_digits(value: Decimal) -> int:
+    """Digits before the decimal point ('0.5' has none that count)."""
+    whole = abs(value).to_integral_value(rounding="ROUND_FLOOR")
+    return len(str(whole)) if whole > 0 else 0
+
+
+def too_many_digits(c: Candidate) -> Reason | None:
+    if integer_digits(c.value) <= c.meter.digits:
+        return None
+    return reason(
+        "too_many_digits",
+        Severity.REJECT,
+        f"{num(c.value)}: у счётчика {c.meter.digits} цифр до запятой. Проверьте",
+        f"{num(c.value)} has more integer digits than the meter's {c.meter.digits}; check the number",
+        c.zone,
+    )
+
+
+def future_dated(c: Candidate, now: datetime) -> Reason | None:
+    if c.taken_at <= now + timedelta(seconds=c.limits.clock_skew_seconds):
+        return None
+    return reason(
+        "future_reading",
+        Severity.REJECT,
+        "Дата показаний в будущем. Проверьте часы устройства",
+        f"reading dated {c.taken_at.isoformat()} is in the future",
+        None,
+    )
+
+
+def too_old(c: Candidate, now: datetime) -> Reason | None:
+    if c.taken_at >= now - timedelta(days=c.limits.max_age_days):
+        return None
+    return reason(
+        "too_old",
+        Severity.REJECT,
+        f"Показания старше {c.limits.max_age_days} дн. не принимаются",
+        f"reading taken {day_en(c.taken_at)} is older than {c.limits.max_age_days} days",
+        None,
+    )
+
+
+def before_previous(c: Candidate) -> Reason | None:
+    """A reading older than the last accepted one cannot extend the history; tell the sender."""
+    last_at = c.state.last_taken_at
+    if last_at is None or c.taken_at >= last_at:
+        return None
+    return reason(
+        "before_previous",
+        Severity.REJECT,
+        f"Есть более поздние показания от {day_ru(last_at)}",
+        f"a later reading of {day_en(last_at)} is already stored",
+        c.zone,
+    )
+
+
+def lower_than_previous(c: Candidate) -> Reason | None:
+    """A drop is a rollover when the wrapped consumption is physically possible, else an error."""
+    last = c.state.last_value
+    if last is None or c.value >= last or c.state.last_taken_at is None:
+        return None
+    hours = c.hours_since_last() or Decimal(0)
+    wrapped = c.rollover_consumption()
+    if wrapped is not None and wrapped <= c.possible_kwh(hours):
+        return reason(
+            "rollover",
+            Severity.INFO,
+            f"счётчик перешёл через ноль, расход {num(wrapped)} кВт·ч",
+            f"counter rolled over; consumption {num(wrapped)} kWh",
+            c.zone,
+        )
+    return reason(
+        "lower_than_previous",
+        Severity.REJECT,
+        f"{num(c.value)} меньше прежних {num(last)} от {day_ru(c.state.last_taken_at)}. Проверьте",
+        f"{num(c.value)} is lower than the previous {num(last)} of {day_en(c.state.last_taken_at)}; "
+        "check the digits and send again",
+        c.zone,
+    )
+
+
+def consumption(c: Candidate) -> Decimal | None:
+    """kWh since the last accepted reading, counting a plausible rollover."""
+    last = c.state.last_value
+    if last is None:
+        return None
+    if c.value >= last:
+        return c.value - last
+    return c.rollover_consumption()
+
+
+def impossible_consumption(c: Candidate) -> Reason | None:
+    last = c.state.last_value
+    hours = c.hours_since_last()
+    if last is None or hours is None or c.value < last:
+        return None  # drops are judged by lower_than_previous
+    used = c.value - last
+    limit = c.possible_kwh(hours)
+    if used <= limit:
+        return None
+    return reason(
+        "impossible_consumption",
+        Severity.REJECT,
+        f"расход {num(used)} кВт·ч больше возможного {num(limit)}. Проверьте",
+        f"consumption of {num(used)} kWh exceeds the {num(limit)} kWh possible at "
+        f"{num(c.max_power_kw)} kW in {num(hours.quantize(Decimal('0.1')))} h",
+        c.zone,
+    )
+
+
+def band_for(c: Candidate, expected: Decimal) -> tuple[int, int]:
+    """The allowed deviation (+%, -%) for an expected consumption: wider for small amounts."""
+    for upper, plus, minus in c.limits.bands:
+        if expected < upper:
+            return plus, minus
+    _, plus, minus = c.limits.bands[-1]
+    return plus, minus
+
+
+def unexpected_consumption(c: Candidate) -> Reason | None:
+    """Consumption far outside what this meter's own history leads one to expect."""
+    avg = c.state.daily_average()
+    last_at = c.state.last_taken_at
+    used = consumption(c)
+    if avg is None or last_at is None or used is None:
+        return None
+    if c.state.total_days < c.limits.band_min_history_days:
+        return None
+    days = Decimal((c.taken_at - last_at).total_seconds()) / SECONDS_PER_DAY
+    if days < c.limits.band_min_days:
+        return None
+    expected = avg * days
+    plus, minus = band_for(c, expected)
+    low = expected * (100 - minus) / 100
+    high = expected * (100 + plus) / 100
+    if low <= used <= high:
+        return None
+    severity = SEVERITY_BY_NAME[c.limits.band_severity]
+    lo, hi = num(low.quantize(Decimal(1))), num(high.quantize(Decimal(1)))
+    ask = "Подтвердите или исправьте" if severity is Severity.CONFIRM else "Проверим"
+    return reason(
+        "unexpected_consumption",
+        severity,
+        f"расход {num(used)} кВт·ч, обычно {lo}-{hi}. {ask}",
+        f"consumption of {num(used)} kWh is outside the expected {lo}-{hi} kWh for {num(days.quantize(Decimal(1)))} days",
+        c.zone,
+    )
+
+
+def source_mismatch(c: Candidate) -> Reason | None:
+    """A resident's value and a device's for the same period must tell the same story."""
+    if c.group is RuleGroup.DEVICES:
+        other_value, other_at = c.state.res_value, c.state.res_taken_at
+    else:
+        other_value, other_at = c.state.dev_value, c.state.dev_taken_at
+    if other_value is None or other_at is None:
+        return None
+    days = abs(Decimal((c.taken_at - other_at).total_seconds())) / SECONDS_PER_DAY
+    if days > 31:
+        return None  # too far apart to compare
+    avg = c.state.daily_average() or Decimal(10)
+    allowed = c.limits.cross_check_tolerance_kwh + avg * days * Decimal("1.5")
+    diff = abs(c.value - other_value)
+    if diff <= allowed:
+        return None
+    who = "счётчика" if c.group is not RuleGroup.DEVICES else "абонента"
+    return reason(
+        "source_mismatch",
+        SEVERITY_BY_NAME[c.limits.cross_check_severity],
+        f"расходится с данными {who} ({num(other_value)} от {day_ru(other_at)})",
+        f"differs by {num(diff)} kWh from the {'device' if c.group is not RuleGroup.DEVICES else 'resident'} "
+        f"reading {num(other_value)} of {day_en(other_at)}",
+        c.zone,
+    )
+
+
+ZONE_RULES: tuple[ZoneRule, ...] = (
+    too_many_digits,
+    before_previous,
+    lower_than_previous,
+    impossible_consumption,
+    unexpected_consumption,
+    source_mismatch,
+)
+TIME_RULES = (future_dated, too_old)
