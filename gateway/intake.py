@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.calendar import WorkCalendar, billing_period
 from gateway.config import Config, RuleThresholds
+from gateway.grammar import HELP_EN, HELP_RU, ParsedReading, ParseFailure, parse_message
 from gateway.metrics import Metrics
 from gateway.model import (
     CHANNEL_GROUP,
@@ -195,8 +196,13 @@ class Intake:
         pending = [_Pending(s) for s in subs]
         await self._replay_known(conn, pending)
         fresh = [p for p in pending if p.verdict is None and p.copy_of is None]
-        lookup = await self._lookup(conn, fresh)
         for p in fresh:
+            if p.sub.text is not None and not p.sub.values and not p.sub.positional_values:
+                read_text(p)
+        lookup = await self._lookup(conn, [p for p in fresh if p.evaluation is None])
+        for p in fresh:
+            if p.evaluation is not None:
+                continue
             p.meter, problem = self._resolve(p.sub, lookup)
             if problem is not None:
                 p.evaluation = Evaluation(Status.REJECTED, [problem])
@@ -417,6 +423,7 @@ class Intake:
         p.evaluation = ev = evaluate(
             meter=meter,
             values=sub.values,
+            positional=sub.positional_values,
             taken_at=taken_at,
             now=now,
             period=period,
@@ -457,7 +464,7 @@ class Intake:
                 "channel_message_id": sub.channel_message_id,
                 "received_at": sub.received_at,
                 "source": source_of(sub),
-                "payload": sub.raw or orjson.dumps({"values": dict(sub.values)}).decode(),
+                "payload": sub.raw or sub.text or orjson.dumps({"values": dict(sub.values)}).decode(),
                 "response": orjson.dumps(response).decode(),
             }
             inbound_rows.append(p.inbound_row)
@@ -620,6 +627,25 @@ class Intake:
             readings=tuple(ReadingOut(ids.get(z), z, v) for z, v in ev.values.items()),
             duplicate=ev.duplicate,
         )
+
+
+def read_text(p: _Pending) -> None:
+    """Free text (SMS, chat) through the residents' grammar: values, or why it is not understood."""
+    parsed = parse_message(p.sub.text or "")
+    if isinstance(parsed, ParsedReading):
+        p.sub = replace(
+            p.sub,
+            account=parsed.account or p.sub.account,
+            meter_serial=parsed.meter_serial or p.sub.meter_serial,
+            values={zone: value for zone, value in parsed.values if zone is not None},
+            positional_values=tuple(value for zone, value in parsed.values if zone is None),
+        )
+        return
+    if isinstance(parsed, ParseFailure):
+        found = reason(f"format_{parsed.code}", Severity.REJECT, parsed.message_ru, parsed.message_en)
+    else:  # a command reached the intake: the channel should have answered it itself
+        found = reason("not_a_reading", Severity.REJECT, HELP_RU, HELP_EN)
+    p.evaluation = Evaluation(Status.REJECTED, [found])
 
 
 def advance_state(

@@ -111,6 +111,9 @@ class Submission:
     channel_message_id: str | None = None  # for deduplication within the channel
     raw: str = ""  # the inbound message as received, stored before anything else
     text: str | None = None
+    # Values without a zone label, in the order given: the core maps them onto the meter's zones
+    # (one value -> a single-rate meter; two or three -> T1, T2, T3).
+    positional_values: tuple[str, ...] = ()
     employee: str | None = None  # who entered it on the resident's behalf (operator channel)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -60,6 +60,29 @@ def _rejected(*found: Reason) -> Evaluation:
     return Evaluation(Status.REJECTED, list(found))
 
 
+def zone_values(
+    meter: MeterInfo, values: Mapping[str, object], positional: Sequence[str]
+) -> dict[str, object]:
+    """Labelled values as given, or unlabelled ones laid onto the meter's zones in order."""
+    if not positional:
+        return dict(values)
+    return dict(zip(meter.zones, positional, strict=True))
+
+
+def _count_mismatch(meter: MeterInfo, given: int) -> Reason:
+    names = ", ".join(ZONE_NAMES_RU.get(z, z) for z in meter.zones)
+    if len(meter.zones) == 1:
+        ru = f"Счётчик однотарифный: нужно одно показание, а не {given}"
+    else:
+        ru = f"Нужно {len(meter.zones)} показания: {names}"
+    return reason(
+        "zones_mismatch",
+        Severity.REJECT,
+        ru,
+        f"meter {meter.serial} has {len(meter.zones)} zone(s) ({', '.join(meter.zones)}); {given} values given",
+    )
+
+
 def check_values(meter: MeterInfo, values: Mapping[str, object]) -> tuple[dict[str, Decimal], list[Reason]]:
     """Values must be numbers, for exactly the meter's zones."""
     found: list[Reason] = []
@@ -110,6 +133,7 @@ def evaluate(
     *,
     meter: MeterInfo,
     values: Mapping[str, object],
+    positional: Sequence[str] = (),
     taken_at: datetime,
     now: datetime,
     period: str,
@@ -128,7 +152,9 @@ def evaluate(
                 f"meter {meter.serial} is no longer active on account {meter.account}",
             )
         )
-    parsed, found = check_values(meter, values)
+    if positional and len(positional) != len(meter.zones):
+        return _rejected(_count_mismatch(meter, len(positional)))
+    parsed, found = check_values(meter, zone_values(meter, values, positional))
     if found:
         return Evaluation(Status.REJECTED, found, parsed)
 
