@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy import bindparam, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -382,21 +382,7 @@ class Intake:
         if self._postgres:
             # Another gateway process may be deciding a reading of the same meter right now.
             query = query.with_for_update()
-        states: dict[tuple[int, str], ZoneState] = {}
-        for r in (await conn.execute(query)).mappings():
-            states[(r["meter_id"], r["zone"])] = ZoneState(
-                last_value=_dec(r["last_value"]),
-                last_taken_at=r["last_taken_at"],
-                last_receipt=r["last_receipt"],
-                last_period=r["last_period"],
-                total_kwh=Decimal(r["total_kwh"]),
-                total_days=Decimal(r["total_days"]),
-                dev_value=_dec(r["dev_value"]),
-                dev_taken_at=r["dev_taken_at"],
-                res_value=_dec(r["res_value"]),
-                res_taken_at=r["res_taken_at"],
-            )
-        return states
+        return {(r["meter_id"], r["zone"]): state_from_row(r) for r in (await conn.execute(query)).mappings()}
 
     def period_of(self, taken_at: datetime) -> tuple[str, Reason | None]:
         """The billing period a reading counts for, and a note when it is not the current one."""
@@ -559,44 +545,7 @@ class Intake:
                     state.last_receipt = p.inbound_row["id"]
                     state.last_owner = None
                 touched[key] = state
-        if not touched:
-            return
-        stmt = (
-            update(meter_state)
-            .where(meter_state.c.meter_id == _bind("k_meter"), meter_state.c.zone == _bind("k_zone"))
-            .values(
-                last_value=_bind("last_value"),
-                last_taken_at=_bind("last_taken_at"),
-                last_receipt=_bind("last_receipt"),
-                last_period=_bind("last_period"),
-                total_kwh=_bind("total_kwh"),
-                total_days=_bind("total_days"),
-                dev_value=_bind("dev_value"),
-                dev_taken_at=_bind("dev_taken_at"),
-                res_value=_bind("res_value"),
-                res_taken_at=_bind("res_taken_at"),
-            )
-        )
-        await conn.execute(
-            stmt,
-            [
-                {
-                    "k_meter": meter_id,
-                    "k_zone": zone,
-                    "last_value": _str(s.last_value),
-                    "last_taken_at": s.last_taken_at,
-                    "last_receipt": s.last_receipt,
-                    "last_period": s.last_period,
-                    "total_kwh": str(s.total_kwh),
-                    "total_days": str(s.total_days),
-                    "dev_value": _str(s.dev_value),
-                    "dev_taken_at": s.dev_taken_at,
-                    "res_value": _str(s.res_value),
-                    "res_taken_at": s.res_taken_at,
-                }
-                for (meter_id, zone), s in touched.items()
-            ],
-        )
+        await save_states(conn, touched)
 
     def _verdict_of(self, p: _Pending, pending: list[_Pending]) -> Verdict:
         if p.verdict is not None:
@@ -627,6 +576,64 @@ class Intake:
             readings=tuple(ReadingOut(ids.get(z), z, v) for z, v in ev.values.items()),
             duplicate=ev.duplicate,
         )
+
+
+def state_from_row(r: Any) -> ZoneState:
+    """A `meter_state` row as the rules see it."""
+    return ZoneState(
+        last_value=_dec(r["last_value"]),
+        last_taken_at=r["last_taken_at"],
+        last_receipt=r["last_receipt"],
+        last_period=r["last_period"],
+        total_kwh=Decimal(r["total_kwh"]),
+        total_days=Decimal(r["total_days"]),
+        dev_value=_dec(r["dev_value"]),
+        dev_taken_at=r["dev_taken_at"],
+        res_value=_dec(r["res_value"]),
+        res_taken_at=r["res_taken_at"],
+    )
+
+
+async def save_states(conn: AsyncConnection, touched: dict[tuple[int, str], ZoneState]) -> None:
+    """Write zone states back in one executemany."""
+    if not touched:
+        return
+    stmt = (
+        update(meter_state)
+        .where(meter_state.c.meter_id == bindparam("k_meter"), meter_state.c.zone == bindparam("k_zone"))
+        .values(
+            last_value=bindparam("last_value"),
+            last_taken_at=bindparam("last_taken_at"),
+            last_receipt=bindparam("last_receipt"),
+            last_period=bindparam("last_period"),
+            total_kwh=bindparam("total_kwh"),
+            total_days=bindparam("total_days"),
+            dev_value=bindparam("dev_value"),
+            dev_taken_at=bindparam("dev_taken_at"),
+            res_value=bindparam("res_value"),
+            res_taken_at=bindparam("res_taken_at"),
+        )
+    )
+    await conn.execute(
+        stmt,
+        [
+            {
+                "k_meter": meter_id,
+                "k_zone": zone,
+                "last_value": _str(s.last_value),
+                "last_taken_at": s.last_taken_at,
+                "last_receipt": s.last_receipt,
+                "last_period": s.last_period,
+                "total_kwh": str(s.total_kwh),
+                "total_days": str(s.total_days),
+                "dev_value": _str(s.dev_value),
+                "dev_taken_at": s.dev_taken_at,
+                "res_value": _str(s.res_value),
+                "res_taken_at": s.res_taken_at,
+            }
+            for (meter_id, zone), s in touched.items()
+        ],
+    )
 
 
 def read_text(p: _Pending) -> None:
@@ -707,9 +714,3 @@ def _dec(text: str | None) -> Decimal | None:
 
 def _str(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
-
-
-def _bind(name: str) -> Any:
-    from sqlalchemy import bindparam
-
-    return bindparam(name)
