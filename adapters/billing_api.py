@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from adapters.app_keys import BILLING, CLOCK, CONFIG
@@ -9,6 +11,9 @@ from adapters.http_common import ApiError, json_response, read_json, require_bea
 from gateway.billing import BatchNotFound, Billing, LeaseExpired
 from gateway.config import Config
 from gateway.intake import Clock
+
+if TYPE_CHECKING:
+    from gateway.service import Gateway
 
 routes = web.RouteTableDef()
 
@@ -74,3 +79,8 @@ async def sla(request: web.Request) -> web.Response:
     billing: Billing = request.app[BILLING]
     clock: Clock = request.app[CLOCK]
     return json_response(await billing.sla(clock()))
+
+
+def install(gateway: Gateway, app: web.Application) -> None:
+    """Add this module's routes to the gateway's application."""
+    app.add_routes(routes)

@@ -9,7 +9,7 @@ The answer lists a verdict per item, in order.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -18,6 +18,9 @@ from adapters.http_common import ApiError, json_response, read_json, require_bea
 from gateway.config import Config
 from gateway.intake import Clock, Intake
 from gateway.model import Channel, Submission
+
+if TYPE_CHECKING:
+    from gateway.service import Gateway
 
 routes = web.RouteTableDef()
 
@@ -100,3 +103,8 @@ async def push_readings(request: web.Request) -> web.Response:
         results.append(out)
     accepted = sum(1 for v in verdicts if v.accepted)
     return json_response({"accepted": accepted, "total": len(verdicts), "results": results})
+
+
+def install(gateway: Gateway, app: web.Application) -> None:
+    """Add this module's routes to the gateway's application."""
+    app.add_routes(routes)

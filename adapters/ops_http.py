@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from sqlalchemy import text
@@ -13,6 +13,9 @@ from adapters.http_common import json_response
 from gateway.billing import Billing
 from gateway.intake import Clock
 from gateway.metrics import Metrics
+
+if TYPE_CHECKING:
+    from gateway.service import Gateway
 
 routes = web.RouteTableDef()
 
@@ -50,3 +53,8 @@ async def metrics(request: web.Request) -> web.Response:
     for status, count in backlog["held"].items():
         m.held.labels(status).set(count)
     return web.Response(body=m.render(), content_type="text/plain", charset="utf-8")
+
+
+def install(gateway: Gateway, app: web.Application) -> None:
+    """Add this module's routes to the gateway's application."""
+    app.add_routes(routes)

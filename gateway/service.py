@@ -8,6 +8,7 @@ core modules it assembles (intake, validation, billing, store) never import an a
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -16,7 +17,6 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters import billing_api, device_push, ops_http
 from adapters.app_keys import (
     BILLING,
     CALENDAR,
@@ -41,6 +41,15 @@ from gateway.store.migrate import upgrade
 log = logging.getLogger(__name__)
 
 BackgroundTask = Callable[["Gateway"], Awaitable[None]]
+
+# Every channel and HTTP surface is a module with `install(gateway, app)`: it adds its routes,
+# background tasks (`gateway.background`) and health probes (`gateway.health_probes`), and reads
+# its own configuration section to decide whether it runs at all.
+ADAPTERS: tuple[str, ...] = (
+    "adapters.ops_http",
+    "adapters.billing_api",
+    "adapters.device_push",
+)
 
 
 class Gateway:
@@ -72,9 +81,8 @@ class Gateway:
         app[CALENDAR] = self.calendar
         app[HEALTH_PROBES] = self.health_probes
         app[MAX_BODY] = self.config.http.max_body_bytes
-        app.add_routes(ops_http.routes)
-        app.add_routes(billing_api.routes)
-        app.add_routes(device_push.routes)
+        for name in ADAPTERS:
+            importlib.import_module(name).install(self, app)
         return app
 
     async def start(self) -> None:
@@ -93,7 +101,7 @@ class Gateway:
         server = getattr(site, "_server", None)
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self.config.http.port
-        for task in self.background:
+        for task in self.background:  # filled by the adapters' install() in build_app
             self._tasks.append(
                 asyncio.create_task(self._supervise(task), name=getattr(task, "__name__", "task"))
             )
