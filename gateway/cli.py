@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -29,7 +30,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gateway.service import Gateway, serve
 
     config = _config(args)
-    asyncio.run(serve(Gateway(config)))
+    try:
+        asyncio.run(serve(Gateway(config)))
+    except OSError as exc:
+        print(f"error: cannot start: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -68,7 +73,16 @@ Stop with Ctrl+C.""",
     return 0
 
 
+def _database_error(exc: Exception, url: str) -> int:
+    """A database that cannot be reached or has no schema: say so in one line, not a traceback."""
+    detail = getattr(exc, "orig", None) or exc
+    print(f"error: database {_safe_url(url)}: {type(detail).__name__}: {detail}", file=sys.stderr)
+    return 1
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from gateway.store.database import create_engine
     from gateway.store.migrate import upgrade
 
@@ -81,13 +95,18 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
         finally:
             await engine.dispose()
 
-    asyncio.run(go())
+    try:
+        asyncio.run(go())
+    except (SQLAlchemyError, OSError) as exc:
+        return _database_error(exc, config.database.url)
     print(f"database {_safe_url(config.database.url)} is at the latest schema")
     return 0
 
 
 def cmd_import_registry(args: argparse.Namespace) -> int:
-    from gateway.registry import import_registry
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from gateway.registry import ImportReport, import_registry
     from gateway.store.database import create_engine
     from gateway.store.migrate import upgrade
 
@@ -96,19 +115,30 @@ def cmd_import_registry(args: argparse.Namespace) -> int:
         print(f"error: {args.file}: no such file", file=sys.stderr)
         return 2
 
-    async def go() -> str:
+    async def go() -> ImportReport:
         engine = create_engine(config.database.url)
         try:
             if config.database.auto_upgrade:
                 await upgrade(engine)
-            report = await import_registry(engine, args.file)
-            return report.summary()
+            return await import_registry(engine, args.file)
         finally:
             await engine.dispose()
 
-    summary = asyncio.run(go())
-    print(summary)
-    return 1 if "refused 0" not in summary.splitlines()[0] else 0
+    try:
+        report = asyncio.run(go())
+    except UnicodeDecodeError as exc:
+        print(
+            f"error: {args.file}: not UTF-8 text (byte {exc.start}); save the registry as CSV UTF-8",
+            file=sys.stderr,
+        )
+        return 2
+    except SQLAlchemyError as exc:
+        return _database_error(exc, config.database.url)
+    except OSError as exc:
+        print(f"error: {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    return 1 if report.refused else 0
 
 
 EXPORT_FIELDS = (
@@ -118,37 +148,72 @@ EXPORT_FIELDS = (
 
 
 def _since(text: str) -> datetime:
+    """A date or time from the command line; without a zone it is the retailer's local time."""
     try:
-        moment = datetime.fromisoformat(text)
+        return datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a date (2026-11-01) or time (2026-11-01T10:00+03:00)"
         ) from None
-    if isinstance(moment, datetime) and moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
+
+
+def _in_utc(moment: datetime | None, timezone: str) -> datetime | None:
+    """`--since 2026-11-01` means midnight in the retailer's zone (calendar.timezone), as billing does."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        from zoneinfo import ZoneInfo
+
+        moment = moment.replace(tzinfo=ZoneInfo(timezone))
     return moment.astimezone(UTC)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    import os
+
+    from sqlalchemy.exc import SQLAlchemyError
+
     from gateway.exporting import export_readings
 
     config = _config(args)
+    since = _in_utc(args.since, config.calendar.timezone)
+    until = _in_utc(args.until, config.calendar.timezone)
+    assert since is not None
     out: TextIO
+    target: Path | None = None
+    partial: Path | None = None
     if args.output and args.output != "-":
-        out = open(args.output, "w", encoding="utf-8-sig" if args.format == "csv" else "utf-8", newline="")  # noqa: SIM115
+        # Written beside the target and renamed when complete: a failed export leaves no file that
+        # looks like a finished one.
+        target = Path(args.output)
+        partial = target.with_name(target.name + ".part")
+        try:
+            out = open(partial, "w", encoding="utf-8-sig" if args.format == "csv" else "utf-8", newline="")  # noqa: SIM115
+        except OSError as exc:
+            print(f"error: {args.output}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
     else:
         out = sys.stdout
+        if isinstance(out, io.TextIOWrapper):
+            out.reconfigure(encoding="utf-8")
         if args.format == "csv":
             out.write("\ufeff")
+    ok = False
     try:
         count = asyncio.run(
-            export_readings(
-                config, out, args.format, args.since, args.until, args.all, progress=sys.stderr.isatty()
-            )
+            export_readings(config, out, args.format, since, until, args.all, progress=sys.stderr.isatty())
         )
+        ok = True
+    except SQLAlchemyError as exc:
+        return _database_error(exc, config.database.url)
     finally:
         if out is not sys.stdout:
             out.close()
+        if partial is not None and target is not None:
+            if ok:
+                os.replace(partial, target)
+            else:
+                partial.unlink(missing_ok=True)
     print(f"exported {count} readings", file=sys.stderr)
     return 0
 
@@ -180,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run every configured channel, the pollers and the billing API")
-    run.add_argument("--config", help=argparse.SUPPRESS)
+    # interfaces.md writes `run --config FILE`; SUPPRESS keeps a top-level --config when not given here.
+    run.add_argument("--config", default=argparse.SUPPRESS, help="TOML configuration file")
     run.set_defaults(func=cmd_run)
     demo = sub.add_parser(
         "demo", help="run on an embedded SQLite file with demo accounts and simulated meters"
