@@ -26,7 +26,7 @@ def _auth(request: web.Request) -> str:
 
 @routes.post("/api/v1/billing/batches")
 async def lease_batch(request: web.Request) -> web.Response:
-    """Lease up to `limit` accepted readings: `{"batch_id", "lease_expires_in", "readings"}`."""
+    """Lease up to `limit` accepted readings: `201 {"batch_id", "lease_seconds", "readings"}`."""
     client = _auth(request)
     config: Config = request.app[CONFIG]
     body = await read_json(request)

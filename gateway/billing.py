@@ -156,12 +156,17 @@ class Billing:
                 return CommitResult(batch_id, batch["committed_at"], batch["size"], already=True)
             if batch["lease_expires_at"] <= now:
                 raise LeaseExpired(batch_id)
-            await conn.execute(update(batches).where(batches.c.id == batch_id).values(committed_at=now))
-            await conn.execute(
+            marked = await conn.execute(
                 update(readings)
                 .where(and_(readings.c.batch_id == batch_id, readings.c.committed_at.is_(None)))
                 .values(committed_at=now)
             )
+            if marked.rowcount != batch["size"]:
+                # Another client leased some of them again (this lease ran out while the commit was
+                # on its way): committing only part would tell billing it has readings it does not.
+                # Raising rolls the transaction back, so nothing of this batch is committed.
+                raise LeaseExpired(batch_id)
+            await conn.execute(update(batches).where(batches.c.id == batch_id).values(committed_at=now))
             return CommitResult(batch_id, now, batch["size"], already=False)
 
     async def backlog(self, now: datetime) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -43,16 +43,23 @@ class CalendarConfig(_Section):
     cutoff_day: int = Field(26, ge=2, le=28)
     holidays_override: str | None = None
 
-    @model_validator(mode="after")
-    def _window_before_cutoff(self) -> CalendarConfig:
-        if self.window_start_day >= self.cutoff_day:
-            raise ValueError("window_start_day must be before cutoff_day")
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
         try:
             from zoneinfo import ZoneInfo
 
-            ZoneInfo(self.timezone)
+            ZoneInfo(value)
         except Exception as exc:  # ZoneInfoNotFoundError, ValueError on odd strings
-            raise ValueError(f"unknown time zone {self.timezone!r}") from exc
+            raise ValueError(f"unknown time zone {value!r} (an IANA name like Europe/Moscow)") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _window_before_cutoff(self) -> CalendarConfig:
+        if self.window_start_day >= self.cutoff_day:
+            raise ValueError(
+                f"window_start_day ({self.window_start_day}) must be before cutoff_day ({self.cutoff_day})"
+            )
         return self
 
 
@@ -69,23 +76,165 @@ class DevicesConfig(_Section):
 
 
 class SmsConfig(_Section):
-    kannel_key: str = ""
+    """`[sms]`: Kannel's sms-service route, aggregators' webhooks and SMS reminders (adapters/sms_*.py)."""
+
+    kannel_key: str = ""  # shared secret in the sms-service get-url; empty: the Kannel route is off
+    # Kannel's sendsms with its user, e.g. http://127.0.0.1:13013/cgi-bin/sendsms?username=gw&password=..
+    # (the gateway adds to, text, charset, coding); empty: no SMS reminders.
     sendsms_url: str = ""
-    reply_max_chars: int = 140
+    # Longest reply: 2 concatenated UCS-2 parts carry 2 x 67 characters; one part carries 70.
+    reply_max_chars: int = Field(134, ge=70, le=134)
+    replies_per_hour: int = Field(10, ge=1)  # per sender; over it the reading is kept, the reply not sent
+    twilio_auth_token: str = ""  # empty: the Twilio-compatible webhook is off
+    twilio_webhook_url: str = ""  # the URL as configured at the aggregator (when behind a proxy)
+    reminders: bool = True  # remind residents by SMS (needs sendsms_url)
+    reminder_check_seconds: float = Field(300.0, gt=0)  # how often the reminder job looks for work
+    sendsms_timeout_seconds: float = Field(10.0, gt=0)
 
 
 class TelegramConfig(_Section):
+    """The Telegram bot (adapters/telegram.py): webhook at /channels/telegram/webhook or long polling."""
+
     enabled: bool = False
-    token: str = ""
+    token: str = ""  # from @BotFather: "123456789:AA..."
     mode: Literal["webhook", "polling"] = "webhook"
+    # Telegram sends it in X-Telegram-Bot-Api-Secret-Token; 1-256 of A-Z a-z 0-9 _ -
     webhook_secret: str = ""
-    api_base: str = "https://api.telegram.org"
+    api_base: str = "https://api.telegram.org"  # or a self-hosted Bot API server
+    webhook_url: str = ""  # public HTTPS URL of the webhook route; set: registered at start-up
+    poll_timeout_seconds: int = Field(25, ge=0, le=50)  # long-polling wait of one getUpdates
+    link_max_failures: int = Field(5, ge=1)  # wrong second factors per chat within the window
+    link_max_failures_per_account: int = Field(10, ge=1)  # ... and per account, from any chat
+    link_window_minutes: int = Field(60, ge=1)
+    history_limit: int = Field(10, ge=1, le=50)  # submissions per account shown by /history
+
+    @model_validator(mode="after")
+    def _usable(self) -> TelegramConfig:
+        import re
+
+        if not self.enabled:
+            return self
+        if not re.fullmatch(r"\d+:[A-Za-z0-9_-]+", self.token):
+            raise ValueError("token must be the bot token from @BotFather, like 123456789:AAE...")
+        if self.mode == "webhook" and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", self.webhook_secret):
+            raise ValueError("webhook mode needs webhook_secret: 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        if not self.api_base.startswith(("http://", "https://")):
+            raise ValueError("api_base must be an http(s) URL")
+        return self
 
 
 class IvrConfig(_Section):
+    """The telephone menu (adapters/ivr_agi.py): a FastAGI server Asterisk calls as agi://HOST:PORT/readings."""
+
     enabled: bool = False
     host: str = "127.0.0.1"
-    port: int = Field(4573, ge=0, le=65535)
+    port: int = Field(4573, ge=0, le=65535)  # 0: any free port (tests)
+    prompts: str | None = None  # the prompt catalogue; default deploy/ivr/prompts.toml
+    sounds: str = "meter-gateway"  # where the prompts lie under Asterisk's sounds/<language>/
+    timeout_seconds: float = Field(6.0, gt=0, le=30)  # wait for a key before counting silence
+    attempts: int = Field(3, ge=1, le=5)  # tries per step before the operator takes over
+    operator_variable: str = "IVR_RESULT"  # set to "operator" or "done" before returning to the dialplan
+    max_calls: int = Field(200, ge=1)  # calls served at once; more get the operator at once
+
+
+class CabinetConfig(_Section):
+    """The residents' web cabinet at `/cabinet/` (adapters/cabinet.py)."""
+
+    enabled: bool = True
+    # Secret for the encrypted session cookies: a Fernet key or any string of 32+ characters.
+    # Empty: one is generated on first start and kept in the database, so sessions survive restarts.
+    session_key: str = ""
+    session_idle_minutes: int = Field(30, ge=1, le=24 * 60)
+    cookie_secure: bool = False  # set true behind HTTPS: cookies are then never sent over plain HTTP
+    max_failures_per_account: int = Field(5, ge=1)  # failed sign-ins per account within the window
+    max_failures_per_address: int = Field(20, ge=1)  # ... and per client address
+    lockout_minutes: int = Field(15, ge=1)  # the window, and how long a locked sign-in waits
+    trust_forwarded_for: bool = False  # take the client address from X-Forwarded-For (behind a proxy)
+
+    @field_validator("session_key")
+    @classmethod
+    def _key_long_enough(cls, value: str) -> str:
+        if value and len(value) < 32:
+            raise ValueError("must be a Fernet key or a secret of at least 32 characters")
+        return value
+
+
+class OperatorUser(_Section):
+    login: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    name: str = Field(min_length=1, max_length=120)  # the employee's full name, recorded with readings
+    password_hash: str = Field(min_length=20)  # argon2 (`meter-gateway operator hash`) or scrypt
+
+
+class OperatorsConfig(_Section):
+    """The operators' desk at `/operator/` (adapters/operator_desk.py)."""
+
+    enabled: bool = True
+    users: list[OperatorUser] = Field(default_factory=list)  # besides those added by the CLI
+
+
+class ModbusMeterConfig(_Section):
+    """One meter on a Modbus bus: `{unit, serial, profile}`, or `{unit}` to identify it by its registers."""
+
+    unit: int = Field(ge=0, le=255)  # Modbus unit id (1..247 on a serial line)
+    serial: str | None = Field(None, min_length=1, max_length=64)  # registry serial; read from the meter if omitted
+    profile: str | None = Field(None, min_length=1)  # firmware profile id; detected if omitted
+    host: str | None = None  # TCP buses: this meter's own address (default: the bus's host/port)
+    port: int | None = Field(None, ge=1, le=65535)
+
+
+class ModbusBusConfig(_Section):
+    """`[[modbus.buses]]`: one serial line (rtu) or one set of TCP meters and gateways (tcp)."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    transport: Literal["tcp", "rtu"]
+    host: str | None = None  # tcp
+    port: int = Field(502, ge=1, le=65535)  # tcp
+    device: str | None = None  # rtu: /dev/ttyUSB0, /dev/serial/by-id/...
+    baudrate: int = Field(9600, ge=300, le=1_000_000)
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+    meters: list[ModbusMeterConfig] = Field(min_length=1)
+    interval_seconds: float = Field(60.0, gt=0)
+    max_concurrency: int = Field(32, ge=1, le=10_000)  # tcp: meters read at once
+    latency_ms: int = Field(50, ge=0, le=60_000)  # added to computed timeouts: USB adapter, network
+    backoff_initial_seconds: float = Field(5.0, gt=0)  # a silent meter waits this, then twice as long...
+    backoff_max_seconds: float = Field(600.0, gt=0)  # ...up to this
+
+    @model_validator(mode="after")
+    def _transport_keys(self) -> ModbusBusConfig:
+        if self.transport == "tcp" and not self.host and any(m.host is None for m in self.meters):
+            raise ValueError(f"bus {self.name!r}: transport tcp needs host (on the bus or on every meter)")
+        if self.transport == "rtu":
+            if not self.device:
+                raise ValueError(f"bus {self.name!r}: transport rtu needs device (e.g. /dev/ttyUSB0)")
+            if any(m.host is not None or m.port is not None for m in self.meters):
+                raise ValueError(f"bus {self.name!r}: host/port of a meter make sense on tcp buses only")
+            if any(not 1 <= m.unit <= 247 for m in self.meters):
+                raise ValueError(f"bus {self.name!r}: a serial line's unit ids are 1..247")
+        seen: set[tuple[str | None, int | None, int]] = set()
+        for m in self.meters:
+            key = (m.host or self.host, m.port or self.port, m.unit) if self.transport == "tcp" else (None, None, m.unit)
+            if key in seen:
+                raise ValueError(f"bus {self.name!r}: unit {m.unit} is listed twice")
+            seen.add(key)
+        return self
+
+
+class ModbusConfig(_Section):
+    """`[modbus]`: meters the gateway polls itself (adapters/modbus_poller.py)."""
+
+    buses: list[ModbusBusConfig] = Field(default_factory=list)
+    profiles_dir: str | None = None  # default: firmware_profiles/ of the installation
+    lease_seconds: float = Field(30.0, ge=1)  # a bus polled by a process that stopped is taken over after this
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ModbusConfig:
+        names = [b.name for b in self.buses]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"bus names must be unique: {', '.join(dup)}")
+        return self
 
 
 class RegistryConfig(_Section):
@@ -148,9 +297,12 @@ class Config(_Section):
     telegram: TelegramConfig = Field(default_factory=TelegramConfig)
     ivr: IvrConfig = Field(default_factory=IvrConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    cabinet: CabinetConfig = Field(default_factory=CabinetConfig)
+    operators: OperatorsConfig = Field(default_factory=OperatorsConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     intake: IntakeConfig = Field(default_factory=IntakeConfig)
     demo: DemoConfig = Field(default_factory=DemoConfig)
+    modbus: ModbusConfig = Field(default_factory=ModbusConfig)
 
 
 ENV_PREFIX = "GATEWAY_"
@@ -167,33 +319,62 @@ def _env_value(raw: str) -> Any:
     return raw
 
 
-def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> None:
-    """Overlay `GATEWAY_<SECTION>_<KEY>` variables; unknown ones are an error, not ignored."""
+def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> dict[tuple[str, ...], str]:
+    """Overlay `GATEWAY_<SECTION>_<KEY>` variables; unknown ones are an error, not ignored.
+
+    A section made of sub-tables takes `GATEWAY_<SECTION>_<TABLE>_<KEY>`, e.g.
+    `GATEWAY_VALIDATION_RESIDENTS_MAX_AGE_DAYS` for `validation.residents.max_age_days`.
+    Returns which variable set which key, so that an error can name it.
+    """
     sections = Config.model_fields
-    for name, raw in environ.items():
+    origins: dict[tuple[str, ...], str] = {}
+    for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX):
             continue
         rest = name[len(ENV_PREFIX) :].lower()
         for section in sorted(sections, key=len, reverse=True):
             if rest.startswith(section + "_"):
-                key = rest[len(section) + 1 :]
-                data.setdefault(section, {})
-                if not isinstance(data[section], dict):
-                    raise ConfigError(f"{name}: section [{section}] is not a table")
-                data[section][key] = _env_value(raw)
+                path = (section, *_env_key_path(section, rest[len(section) + 1 :]))
+                table = data
+                for part in path[:-1]:
+                    table = table.setdefault(part, {})
+                    if not isinstance(table, dict):
+                        raise ConfigError(f"{name}: [{'.'.join(path[:-1])}] is not a table")
+                table[path[-1]] = _env_value(raw)
+                origins[path] = name
                 break
         else:
             raise ConfigError(f"{name}: no such configuration section (known: {', '.join(sections)})")
+    return origins
 
 
-def _explain(exc: ValidationError, origin: str) -> str:
+def _env_key_path(section: str, key: str) -> tuple[str, ...]:
+    """`residents_max_age_days` in [validation] -> ("residents", "max_age_days")."""
+    annotation = Config.model_fields[section].annotation
+    if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        return (key,)
+    if key in annotation.model_fields:
+        return (key,)
+    for sub, field in sorted(annotation.model_fields.items(), key=lambda kv: len(kv[0]), reverse=True):
+        inner = field.annotation
+        if isinstance(inner, type) and issubclass(inner, BaseModel) and key.startswith(sub + "_"):
+            return (sub, key[len(sub) + 1 :])
+    return (key,)
+
+
+def _explain(exc: ValidationError, origin: str, env: dict[tuple[str, ...], str] | None = None) -> str:
+    env = env or {}
     lines = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"])
+        loc = tuple(str(p) for p in err["loc"])
+        key = ".".join(loc)
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
-        lines.append(f"{origin}: {key}: {msg}")
+        elif err["type"] == "value_error" and "error" in err.get("ctx", {}):
+            msg = str(err["ctx"]["error"])
+        source = next((env[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in env), None)
+        lines.append(f"{source or origin}: {key}: {msg}")
     return "\n".join(lines)
 
 
@@ -211,8 +392,8 @@ def load_config(path: str | Path | None = None, environ: dict[str, str] | None =
             raise ConfigError(f"{p}: configuration file not found") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p}: not valid TOML: {exc}") from exc
-    _apply_env(data, environ)
+    env_origins = _apply_env(data, environ)
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_explain(exc, origin)) from None
+        raise ConfigError(_explain(exc, origin, env_origins)) from None

@@ -417,11 +417,13 @@ class Intake:
             group=group,
             limits=self._limits[group],
             states=zone_states,
+            tz=self.calendar.timezone,
         )
-        if ev.duplicate or ev.status in (Status.REJECTED, Status.NEEDS_CONFIRMATION):
+        if ev.duplicate or ev.status is not Status.ACCEPTED:
             return
-        # Accepted or held for review: the value is what the meter shows, so later readings are
-        # judged against it. (A value awaiting the sender's confirmation is not, yet.)
+        # Only an accepted value becomes the history later readings are judged against: one held
+        # for confirmation or for the back office may yet be rejected (gateway/held.py moves the
+        # history on when it is accepted).
         for zone, value in ev.values.items():
             advance_state(zone_states[zone], value, taken_at, period, group, ev.consumption.get(zone), p)
 
@@ -535,7 +537,7 @@ class Intake:
             ev = p.evaluation
             if p.meter is None or ev is None or ev.duplicate:
                 continue
-            if ev.status in (Status.REJECTED, Status.NEEDS_CONFIRMATION):
+            if ev.status is not Status.ACCEPTED:
                 continue
             for zone in ev.values:
                 key = (p.meter.id, zone)
@@ -667,7 +669,9 @@ def advance_state(
     """Make `value` the zone's last reading and add its consumption to the running average."""
     if used is not None and state.last_taken_at is not None:
         state.total_kwh += used
-        state.total_days += Decimal((taken_at - state.last_taken_at).total_seconds()) / SECONDS_PER_DAY
+        days = Decimal((taken_at - state.last_taken_at).total_seconds()) / SECONDS_PER_DAY
+        # A millionth of a day (0.09 s) is plenty, and keeps the stored text short.
+        state.total_days = (state.total_days + days).quantize(Decimal("0.000001"))
     state.last_value = value
     state.last_taken_at = taken_at
     state.last_period = period

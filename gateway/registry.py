@@ -18,6 +18,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import text as sql_text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.privacy import normalize_phone
@@ -29,6 +30,7 @@ ZONE_SETS = {"T": ("T",), "T1;T2": ("T1", "T2"), "T1;T2;T3": ("T1", "T2", "T3")}
 _ACCOUNT = re.compile(r"^\d{4,16}$")
 _SERIAL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$")
 _E164 = re.compile(r"^\+\d{10,15}$")
+_IMPORT_LOCK = 0x6D67_7265_6769  # PostgreSQL advisory lock key of registry imports ("mgregi")
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,15 +155,26 @@ async def import_registry(
     report = ImportReport(refused=refused)
     now = now or datetime.now(UTC)
     async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Gateways sharing a database load the registry at start-up, often at the same moment:
+            # one import at a time, or two of them insert the same new account and one fails.
+            await conn.execute(sql_text("SELECT pg_advisory_xact_lock(:key)"), {"key": _IMPORT_LOCK})
         account_ids: dict[str, int] = {}
         by_account: dict[str, list[RegistryRow]] = {}
         for r in rows:
             by_account.setdefault(r.account, []).append(r)
+        # An account's address and phones are given on each of its rows; when they change, every
+        # row of that account is reported changed even if its meter stayed the same.
+        changed_accounts: set[str] = set()
         for number, group in by_account.items():
-            account_ids[number] = await _upsert_account(conn, number, group[0].address, now)
-            await _replace_phones(conn, account_ids[number], _phones_of(group))
+            account_ids[number], address_changed = await _upsert_account(conn, number, group[0].address, now)
+            phones_changed = await _replace_phones(conn, account_ids[number], _phones_of(group))
+            if address_changed or phones_changed:
+                changed_accounts.add(number)
         for r in rows:
             outcome = await _upsert_meter(conn, account_ids[r.account], r, now)
+            if outcome == "unchanged" and r.account in changed_accounts:
+                outcome = "changed"
             if outcome == "added":
                 report.added += 1
             elif outcome == "changed":
@@ -175,7 +188,10 @@ def _phones_of(group: Iterable[RegistryRow]) -> list[str]:
     return list(dict.fromkeys(p for r in group for p in r.phones))
 
 
-async def _upsert_account(conn: AsyncConnection, number: str, address: str, now: datetime) -> int:
+async def _upsert_account(
+    conn: AsyncConnection, number: str, address: str, now: datetime
+) -> tuple[int, bool]:
+    """The account's id, and whether an existing account's address changed."""
     row = (
         await conn.execute(select(accounts.c.id, accounts.c.address).where(accounts.c.number == number))
     ).first()
@@ -183,18 +199,26 @@ async def _upsert_account(conn: AsyncConnection, number: str, address: str, now:
         result = await conn.execute(
             insert(accounts).values(number=number, address=address, updated_at=now).returning(accounts.c.id)
         )
-        return int(result.scalar_one())
+        return int(result.scalar_one()), False
     if row.address != address:
         await conn.execute(
             update(accounts).where(accounts.c.id == row.id).values(address=address, updated_at=now)
         )
-    return int(row.id)
+        return int(row.id), True
+    return int(row.id), False
 
 
-async def _replace_phones(conn: AsyncConnection, account_id: int, numbers: list[str]) -> None:
+async def _replace_phones(conn: AsyncConnection, account_id: int, numbers: list[str]) -> bool:
+    """Make the account's phones exactly `numbers`; returns whether they changed."""
+    have = set(
+        (await conn.execute(select(phones.c.phone).where(phones.c.account_id == account_id))).scalars()
+    )
+    if have == set(numbers):
+        return False
     await conn.execute(delete(phones).where(phones.c.account_id == account_id))
     if numbers:
         await conn.execute(insert(phones), [{"account_id": account_id, "phone": p} for p in numbers])
+    return True
 
 
 async def _upsert_meter(conn: AsyncConnection, account_id: int, r: RegistryRow, now: datetime) -> str:

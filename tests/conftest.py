@@ -25,7 +25,7 @@ from gateway.store.database import create_engine
 from gateway.store.migrate import upgrade
 from gateway.store.schema import metadata
 
-PG_ADMIN_URL = os.environ.get("GATEWAY_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+PG_ADMIN_URL = os.environ.get("MG_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 BILLING_TOKEN = "test-billing-token"
 DEVICE_TOKEN = "test-device-token"
 REGISTRY_CSV = """account,meter_serial,meter_model,zones,digits,phones,max_power_kw,address

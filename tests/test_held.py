@@ -88,6 +88,7 @@ async def test_back_office_rejects_a_flagged_reading_with_a_comment(
         engine, flagged.receipt, held.Decision(False, "Иванова И.И.", "сбой счётчика"), clock()
     )
     assert decided.status is Status.REJECTED
+    assert await _last_value(engine) == "1600"  # the rejected value never became the history
     assert decided.reasons[-1].code == "rejected_by_operator"
     assert "сбой счётчика" in decided.reasons[-1].message_ru
     with pytest.raises(held.NotHeld):
@@ -98,3 +99,21 @@ async def test_back_office_rejects_a_flagged_reading_with_a_comment(
         ).one()
     assert row.actor == "Иванова И.И." and row.comment == "сбой счётчика"
     assert '"flagged"' in row.before and '"rejected"' in row.after
+
+
+async def test_back_office_accepts_a_flagged_reading_and_it_becomes_the_history(
+    setup: tuple[Intake, Config], engine: AsyncEngine, clock: FakeClock
+) -> None:
+    intake, _ = setup
+    await _history(intake, clock, Channel.DEVICE)
+    flagged = await intake.submit(
+        Submission(Channel.DEVICE, clock(), "dev", meter_serial="M-1", values={"T": "2400"})
+    )
+    assert flagged.status is Status.FLAGGED and flagged.receipt is not None
+    assert await _last_value(engine) == "1600"
+    decided = await held.review(
+        engine, flagged.receipt, held.Decision(True, "Петров П.П.", "проверено"), clock()
+    )
+    assert decided.status is Status.ACCEPTED
+    assert decided.reasons[-1].code == "released"
+    assert await _last_value(engine) == "2400"

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from decimal import Decimal
 
 from gateway.config import RuleThresholds
 from gateway.model import RuleGroup
+from gateway.validation.explain import LOCAL_ZONE
 
 SECONDS_PER_DAY = Decimal(86400)
 
@@ -63,6 +64,7 @@ class Candidate:
     meter: MeterInfo
     state: ZoneState
     limits: RuleThresholds
+    tz: tzinfo = LOCAL_ZONE  # the retailer's zone: dates in explanations are local days
 
     @property
     def max_power_kw(self) -> Decimal:

@@ -5,16 +5,17 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 
 from gateway.config import RuleThresholds
 from gateway.model import STATUS_BY_SEVERITY, Reason, RuleGroup, Severity, Status
 from gateway.validation import rules
 from gateway.validation.context import Candidate, MeterInfo, ZoneState
-from gateway.validation.explain import reason
+from gateway.validation.explain import LOCAL_ZONE, reason
 
 _VALUE = re.compile(r"^\d{1,15}([.,]\d{1,3})?$")
+_SPACES = re.compile(r"[\s\u00a0\u202f]")  # digit groups as typed or pasted: "12 345", "12\u00a0345"
 MAX_DECIMALS = 3
 ZONE_NAMES_RU = {"T": "общую", "T1": "Т1 (день)", "T2": "Т2 (ночь)", "T3": "Т3"}
 
@@ -33,16 +34,18 @@ class Evaluation:
 
 
 def parse_value(raw: object) -> Decimal | None:
-    """A meter value as given ('12345', '12345,6', 12345.6) -> Decimal, or None if it is not one."""
+    """A meter value as given ('12345', '12345,6', 12345.6, Decimal) -> Decimal, or None if it is not one."""
     if isinstance(raw, bool):
         return None
     if isinstance(raw, int):
         raw = str(raw)
     elif isinstance(raw, float):
         raw = repr(raw)
+    elif isinstance(raw, Decimal):  # a polled meter's register, already exact
+        raw = format(raw, "f")
     if not isinstance(raw, str):
         return None
-    text = raw.strip().replace(" ", "")
+    text = _SPACES.sub("", raw)
     if not _VALUE.match(text):
         return None
     try:
@@ -141,14 +144,19 @@ def evaluate(
     group: RuleGroup,
     limits: RuleThresholds,
     states: Mapping[str, ZoneState],
+    tz: tzinfo | None = None,
 ) -> Evaluation:
-    """Apply every rule to one submission for a resolved meter."""
+    """Apply every rule to one submission for a resolved meter.
+
+    `tz` is the retailer's zone (configuration `calendar.timezone`): the days named in the
+    explanations are local days. Without it, Moscow.
+    """
     if not meter.active:
         return _rejected(
             reason(
                 "inactive_meter",
                 Severity.REJECT,
-                f"Счётчик {meter.serial} снят с учёта. Позвоните нам",
+                f"Счётчик {meter.serial[:16]} снят с учёта. Позвоните нам",
                 f"meter {meter.serial} is no longer active on account {meter.account}",
             )
         )
@@ -159,7 +167,17 @@ def evaluate(
         return Evaluation(Status.REJECTED, found, parsed)
 
     candidates = [
-        Candidate(zone, parsed[zone], taken_at, period, group, meter, states.get(zone) or ZoneState(), limits)
+        Candidate(
+            zone,
+            parsed[zone],
+            taken_at,
+            period,
+            group,
+            meter,
+            states.get(zone) or ZoneState(),
+            limits,
+            tz or LOCAL_ZONE,
+        )
         for zone in meter.zones
     ]
     first = candidates[0]
@@ -183,6 +201,10 @@ def evaluate(
             r = rule(cand)
             if r is not None:
                 found.append(r)
+                if r.severity is Severity.REJECT:
+                    # A value already refused is not judged further: a reading dated before the
+                    # last one is not also "lower", a mistyped one not also "too much".
+                    break
     status = _worst(found)
     if status is not Status.REJECTED and period_note is not None:
         found.append(period_note)
@@ -208,7 +230,9 @@ def _is_duplicate(candidates: list[Candidate]) -> bool:
         if (s.last_receipt, s.last_owner) != (first.last_receipt, first.last_owner):
             return False  # zones last set by different messages
         same_moment = s.last_taken_at == c.taken_at
-        same_period = s.last_period == c.period and c.group is not RuleGroup.DEVICES
+        # A resident repeating a device's value is a reading of their own, not a repeat.
+        last_by_resident = s.res_taken_at is not None and s.res_taken_at == s.last_taken_at
+        same_period = s.last_period == c.period and c.group is not RuleGroup.DEVICES and last_by_resident
         if not (same_moment or same_period):
             return False
     return True

@@ -6,12 +6,17 @@ wherever the numbers allow, because the SMS adapter sends them as they are.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from gateway.model import Reason, Severity
 
 ZONE_RU = {"T": "", "T1": "Т1", "T2": "Т2", "T3": "Т3"}
+# Dates are told in the retailer's zone (a reading at 00:30 in Moscow is of that day, not of
+# the UTC day before); callers that know the configured zone pass it.
+LOCAL_ZONE = ZoneInfo("Europe/Moscow")
+MONTHS_EN = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 
 def num(value: Decimal) -> str:
@@ -31,12 +36,25 @@ def num(value: Decimal) -> str:
     return f"{out}.{frac}" if frac else out
 
 
-def day_ru(moment: date | datetime) -> str:
-    return f"{moment.day:02d}.{moment.month:02d}"
+def local_day(moment: date | datetime, tz: tzinfo | None = None) -> date:
+    """The calendar day of `moment` in the retailer's zone (aware datetimes are converted)."""
+    if isinstance(moment, datetime):
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(tz or LOCAL_ZONE)
+        return moment.date()
+    return moment
 
 
-def day_en(moment: date | datetime) -> str:
-    return moment.strftime("%d %b")
+def day_ru(moment: date | datetime, tz: tzinfo | None = None) -> str:
+    """'24.05': the local day a reading was taken."""
+    day = local_day(moment, tz)
+    return f"{day.day:02d}.{day.month:02d}"
+
+
+def day_en(moment: date | datetime, tz: tzinfo | None = None) -> str:
+    """'24 May', whatever the process locale."""
+    day = local_day(moment, tz)
+    return f"{day.day} {MONTHS_EN[day.month - 1]}"
 
 
 def zone_prefix(zone: str | None) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 
 from gateway.model import Reason, RuleGroup, Severity
 from gateway.validation.context import SECONDS_PER_DAY, Candidate
@@ -57,7 +57,7 @@ def too_old(c: Candidate, now: datetime) -> Reason | None:
         "too_old",
         Severity.REJECT,
         f"Показания старше {c.limits.max_age_days} дн. не принимаются",
-        f"reading taken {day_en(c.taken_at)} is older than {c.limits.max_age_days} days",
+        f"reading taken {day_en(c.taken_at, c.tz)} is older than {c.limits.max_age_days} days",
         None,
     )
 
@@ -70,8 +70,8 @@ def before_previous(c: Candidate) -> Reason | None:
     return reason(
         "before_previous",
         Severity.REJECT,
-        f"Есть более поздние показания от {day_ru(last_at)}",
-        f"a later reading of {day_en(last_at)} is already stored",
+        f"Есть более поздние показания от {day_ru(last_at, c.tz)}",
+        f"a later reading of {day_en(last_at, c.tz)} is already stored",
         c.zone,
     )
 
@@ -94,8 +94,8 @@ def lower_than_previous(c: Candidate) -> Reason | None:
     return reason(
         "lower_than_previous",
         Severity.REJECT,
-        f"{num(c.value)} меньше прежних {num(last)} от {day_ru(c.state.last_taken_at)}. Проверьте",
-        f"{num(c.value)} is lower than the previous {num(last)} of {day_en(c.state.last_taken_at)}; "
+        f"{num(c.value)} меньше прежних {num(last)} от {day_ru(c.state.last_taken_at, c.tz)}. Проверьте",
+        f"{num(c.value)} is lower than the previous {num(last)} of {day_en(c.state.last_taken_at, c.tz)}; "
         "check the digits and send again",
         c.zone,
     )
@@ -120,11 +120,14 @@ def impossible_consumption(c: Candidate) -> Reason | None:
     limit = c.possible_kwh(hours)
     if used <= limit:
         return None
+    # Hours come from a float of seconds: show the limit to 0.1 kWh, rounded down so that it is
+    # never shown as more than it is (and never as 28 digits in an SMS).
+    shown = num(limit.quantize(Decimal("0.1"), rounding=ROUND_FLOOR))
     return reason(
         "impossible_consumption",
         Severity.REJECT,
-        f"расход {num(used)} кВт·ч больше возможного {num(limit)}. Проверьте",
-        f"consumption of {num(used)} kWh exceeds the {num(limit)} kWh possible at "
+        f"расход {num(used)} кВт·ч больше возможного {shown}. Проверьте",
+        f"consumption of {num(used)} kWh exceeds the {shown} kWh possible at "
         f"{num(c.max_power_kw)} kW in {num(hours.quantize(Decimal('0.1')))} h",
         c.zone,
     )
@@ -144,14 +147,16 @@ def unexpected_consumption(c: Candidate) -> Reason | None:
     avg = c.state.daily_average()
     last_at = c.state.last_taken_at
     used = consumption(c)
-    if avg is None or last_at is None or used is None:
+    if avg is None or last_at is None or used is None or not c.limits.bands:
         return None
     if c.state.total_days < c.limits.band_min_history_days:
         return None
     days = Decimal((c.taken_at - last_at).total_seconds()) / SECONDS_PER_DAY
     if days < c.limits.band_min_days:
         return None
-    expected = avg * days
+    # total * days / total_days, not avg * days: 100 kWh over 30 days for 30 days is 100, not
+    # 99.99...9 (which would fall into the wider band below 100).
+    expected = c.state.total_kwh * days / c.state.total_days
     plus, minus = band_for(c, expected)
     low = expected * (100 - minus) / 100
     high = expected * (100 + plus) / 100
@@ -189,9 +194,9 @@ def source_mismatch(c: Candidate) -> Reason | None:
     return reason(
         "source_mismatch",
         SEVERITY_BY_NAME[c.limits.cross_check_severity],
-        f"расходится с данными {who} ({num(other_value)} от {day_ru(other_at)})",
+        f"расходится с данными {who} ({num(other_value)} от {day_ru(other_at, c.tz)})",
         f"differs by {num(diff)} kWh from the {'device' if c.group is not RuleGroup.DEVICES else 'resident'} "
-        f"reading {num(other_value)} of {day_en(other_at)}",
+        f"reading {num(other_value)} of {day_en(other_at, c.tz)}",
         c.zone,
     )
 
