@@ -176,7 +176,9 @@ class ModbusMeterConfig(_Section):
     """One meter on a Modbus bus: `{unit, serial, profile}`, or `{unit}` to identify it by its registers."""
 
     unit: int = Field(ge=0, le=255)  # Modbus unit id (1..247 on a serial line)
-    serial: str | None = Field(None, min_length=1, max_length=64)  # registry serial; read from the meter if omitted
+    serial: str | None = Field(
+        None, min_length=1, max_length=64
+    )  # registry serial; read from the meter if omitted
     profile: str | None = Field(None, min_length=1)  # firmware profile id; detected if omitted
     host: str | None = None  # TCP buses: this meter's own address (default: the bus's host/port)
     port: int | None = Field(None, ge=1, le=65535)
@@ -214,7 +216,11 @@ class ModbusBusConfig(_Section):
                 raise ValueError(f"bus {self.name!r}: a serial line's unit ids are 1..247")
         seen: set[tuple[str | None, int | None, int]] = set()
         for m in self.meters:
-            key = (m.host or self.host, m.port or self.port, m.unit) if self.transport == "tcp" else (None, None, m.unit)
+            key = (
+                (m.host or self.host, m.port or self.port, m.unit)
+                if self.transport == "tcp"
+                else (None, None, m.unit)
+            )
             if key in seen:
                 raise ValueError(f"bus {self.name!r}: unit {m.unit} is listed twice")
             seen.add(key)
@@ -226,7 +232,9 @@ class ModbusConfig(_Section):
 
     buses: list[ModbusBusConfig] = Field(default_factory=list)
     profiles_dir: str | None = None  # default: firmware_profiles/ of the installation
-    lease_seconds: float = Field(30.0, ge=1)  # a bus polled by a process that stopped is taken over after this
+    lease_seconds: float = Field(
+        30.0, ge=1
+    )  # a bus polled by a process that stopped is taken over after this
 
     @model_validator(mode="after")
     def _unique_names(self) -> ModbusConfig:
