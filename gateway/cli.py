@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from gateway.logs import setup_logging
 DEMO_DB = "var/demo.db"
 DEMO_BILLING_TOKEN = "demo-billing-token"
 DEMO_DEVICE_TOKEN = "demo-device-token"
+DEMO_OPERATOR_PASSWORD = "demo-operator"
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -53,6 +55,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         ),
         "devices": config.devices.model_copy(update={"tokens": config.devices.tokens or [DEMO_DEVICE_TOKEN]}),
     }
+    if not config.operators.users:  # a demo employee for /operator/
+        from adapters.web_auth import hash_password
+        from gateway.config import OperatorUser
+
+        demo_user = OperatorUser(
+            login="demo", name="Демо Оператор", password_hash=hash_password(DEMO_OPERATOR_PASSWORD)
+        )
+        overrides["operators"] = config.operators.model_copy(update={"users": [demo_user]})
     config = config.model_copy(update=overrides)
     gateway = Gateway(config)
     gateway.background.append(push_simulated_readings)
@@ -66,6 +76,8 @@ Simulated meters SIM-0001..3 push readings every {config.demo.push_interval_seco
   curl -X POST -H 'Authorization: Bearer {DEMO_BILLING_TOKEN}' -d '{{"limit":10}}' {base}/api/v1/billing/batches
   curl -X POST -H 'Authorization: Bearer {DEMO_BILLING_TOKEN}' {base}/api/v1/billing/batches/BATCH_ID/commit
   curl -H 'Authorization: Bearer {DEMO_BILLING_TOKEN}' {base}/api/v1/billing/sla
+Web cabinet: {base}/cabinet/ (account 2000001, phone digits 4567)
+Operators' desk: {base}/operator/ (login demo, password {DEMO_OPERATOR_PASSWORD})
 Stop with Ctrl+C.""",
         flush=True,
     )
@@ -232,6 +244,54 @@ def cmd_profiles_check(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def _read_password() -> str | None:
+    """A new password: typed twice on a terminal, or the first line of standard input."""
+    if sys.stdin.isatty():
+        import getpass
+
+        first = getpass.getpass("password: ")
+        if first != getpass.getpass("again: "):
+            print("error: the passwords differ", file=sys.stderr)
+            return None
+        return first
+    return sys.stdin.readline().rstrip("\n")
+
+
+def cmd_operator(args: argparse.Namespace) -> int:
+    """`operator add LOGIN --name "ФИО"` stores an employee; `operator hash` prints a hash for the config."""
+    from adapters.web_auth import add_operator, hash_password  # the desk's own password scheme
+
+    if args.operator_command == "add" and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", args.login):
+        print("error: the login may have Latin letters, digits, '.', '_' and '-' only", file=sys.stderr)
+        return 2
+    password = _read_password()
+    if password is None:
+        return 2
+    if len(password) < 8:
+        print("error: the password must have at least 8 characters", file=sys.stderr)
+        return 2
+    if args.operator_command == "hash":
+        print(hash_password(password))
+        return 0
+    config = _config(args)
+
+    async def go() -> bool:
+        from gateway.store.database import create_engine
+        from gateway.store.migrate import upgrade
+
+        engine = create_engine(config.database.url)
+        try:
+            if config.database.auto_upgrade:
+                await upgrade(engine)
+            return await add_operator(engine, args.login, args.name, password, datetime.now(UTC))
+        finally:
+            await engine.dispose()
+
+    added = asyncio.run(go())
+    print(f"operator {args.login} ({args.name}) {'added' if added else 'updated'}")
+    return 0
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -276,6 +336,16 @@ def build_parser() -> argparse.ArgumentParser:
     check = profsub.add_parser("check", help="validate profiles and print each model's register map")
     check.add_argument("dir", nargs="?")
     check.set_defaults(func=cmd_profiles_check)
+
+    op = sub.add_parser("operator", help="staff of the operators' desk (/operator/)")
+    opsub = op.add_subparsers(dest="operator_command", required=True)
+    add = opsub.add_parser("add", help="add an employee or reset their password (read from stdin or typed)")
+    add.add_argument("login")
+    add.add_argument("--name", required=True, help='full name recorded with readings, e.g. "Иванова А. А."')
+    add.set_defaults(func=cmd_operator)
+    opsub.add_parser("hash", help="print a password hash for [operators] users").set_defaults(
+        func=cmd_operator
+    )
     return parser
 
 

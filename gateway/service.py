@@ -49,6 +49,12 @@ ADAPTERS: tuple[str, ...] = (
     "adapters.ops_http",
     "adapters.billing_api",
     "adapters.device_push",
+    "adapters.sms_kannel",
+    "adapters.sms_twilio",
+    "adapters.reminders",
+    "adapters.cabinet",
+    "adapters.operator_desk",
+    "adapters.ivr_agi",
 )
 
 

@@ -1,0 +1,718 @@
+"""Readings by telephone: a FastAGI server Asterisk calls as `AGI(agi://HOST:4573/readings)`.
+
+Two layers. `AgiSession` speaks the AGI protocol on one TCP connection: it reads the `agi_*`
+environment block, sends one command per line and parses the `200 result=...` replies, turning a
+hang-up (`HANGUP` notice, `result=-1`, `511`, a closed socket) into `AgiHangup` and a refused
+command (`510`, `520` with its usage text) into `AgiFailure`. `Call` is the call flow: it plays
+the screens declared in `gateway/ivr_menu.py`, builds one `Submission` from the keys pressed once
+the caller has confirmed every zone, hands it to the intake, and says the verdict.
+
+Nothing is submitted before the caller has heard the value read back and pressed 1, so a hang-up
+before that leaves nothing stored; once pressed, the submission goes through even if the caller
+hangs up at that very moment (it is shielded from the call's end). The call returns to the
+dialplan with `IVR_RESULT` set to `done` or `operator` (plus `IVR_REASON` and `IVR_ACCOUNT`);
+the dialplan queues the caller for an operator on anything but `done`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from gateway import held
+from gateway.accounts import MeterSummary, accounts_of_phone, meters_of_account
+from gateway.config import ConfigError, IvrConfig
+from gateway.grammar import parse_dtmf_number
+from gateway.ivr_menu import (
+    BACK,
+    MENU,
+    NOTE_PROMPTS,
+    OPERATOR,
+    REASON_OTHER,
+    REASON_PROMPTS,
+    ZONE_LABELS,
+    ZONE_PROMPTS,
+    CatalogueError,
+    OneOf,
+    Prompt,
+    Say,
+    Screen,
+    check_menu,
+    load_catalogue,
+)
+from gateway.model import Channel, Severity, Status, Submission, Verdict
+from gateway.privacy import mask_phone, normalize_phone
+
+if TYPE_CHECKING:
+    from gateway.service import Gateway
+
+log = logging.getLogger(__name__)
+
+SCRIPT = "readings"
+MAX_ACCOUNT_DIGITS = 20
+MAX_READING_KEYS = 16
+EXHAUSTED, GOODBYE = "exhausted", "goodbye"  # what `Call.choose` returns instead of a key
+IDLE_SECONDS = 180.0  # a PBX silent this long (no reply to a command) is taken as gone
+_REPLY = re.compile(r"(\d{3})([ -])(.*)")
+_RESULT = re.compile(r"result=(\S*)\s*(?:\((.*?)\))?\s*(.*)")
+
+
+class AgiHangup(Exception):
+    """The caller hung up, or the PBX went away."""
+
+
+class AgiFailure(Exception):
+    """The PBX refused a command (510 unknown command, 520 bad syntax) or answered nonsense."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One `200 result=...` reply: the result, the text in parentheses, and any `key=value` rest."""
+
+    result: str
+    data: str | None = None
+    rest: str = ""
+
+
+def _quote(arg: str) -> str:
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class AgiSession:
+    """The AGI protocol on one FastAGI connection."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.env: dict[str, str] = {}
+        self.hung_up = False
+
+    async def read_env(self) -> dict[str, str]:
+        """The `agi_name: value` lines Asterisk sends first, up to the blank line."""
+        while True:
+            line = await self._line()
+            if line == "":
+                return self.env
+            name, sep, value = line.partition(":")
+            if not sep or not name.startswith("agi_"):
+                raise AgiFailure(f"not an AGI environment line: {line[:80]!r}")
+            self.env[name.strip()] = value.strip()
+            if len(self.env) > 200:
+                raise AgiFailure("AGI environment too long")
+
+    async def _line(self) -> str:
+        try:
+            raw = await asyncio.wait_for(self.reader.readline(), IDLE_SECONDS)
+        except (TimeoutError, ConnectionError) as exc:
+            raise AgiHangup(f"PBX connection lost: {type(exc).__name__}") from None
+        if not raw.endswith(b"\n"):
+            raise AgiHangup("PBX closed the connection")
+        return raw.decode("utf-8", "replace").rstrip("\r\n")
+
+    async def command(self, *words: str) -> Reply:
+        """Send one command; its reply, or AgiHangup / AgiFailure."""
+        if self.hung_up:
+            raise AgiHangup("caller hung up")
+        text = " ".join(words)
+        try:
+            self.writer.write(text.encode() + b"\n")
+            await self.writer.drain()
+        except ConnectionError:
+            raise AgiHangup("PBX connection lost while sending") from None
+        while True:
+            line = await self._line()
+            if line == "HANGUP":  # the channel hung up; the reply to our command still follows
+                self.hung_up = True
+                continue
+            if line == "":
+                continue
+            m = _REPLY.fullmatch(line)
+            if m is None:
+                raise AgiFailure(f"unexpected reply to {words[0]!r}: {line[:80]!r}")
+            code, more, rest = int(m.group(1)), m.group(2), m.group(3)
+            if more == "-":  # 520-Invalid command syntax. Proper usage follows: ... 520 End of proper usage.
+                usage = [rest]
+                while True:
+                    nxt = await self._line()
+                    if nxt.startswith(f"{code} "):
+                        break
+                    usage.append(nxt)
+                raise AgiFailure(f"{code} for {text[:60]!r}: {' '.join(usage)[:200]}")
+            if code == 511:  # Command Not Permitted on a dead channel
+                self.hung_up = True
+                raise AgiHangup("dead channel")
+            if code != 200:
+                raise AgiFailure(f"{code} for {text[:60]!r}: {rest[:200]}")
+            r = _RESULT.fullmatch(rest)
+            if r is None:
+                raise AgiFailure(f"unexpected reply to {words[0]!r}: {line[:80]!r}")
+            return Reply(r.group(1), r.group(2), r.group(3))
+
+    async def _key_command(self, *words: str) -> str | None:
+        """A command answered with the key pressed (its ASCII code), 0 for none, -1 on hang-up."""
+        reply = await self.command(*words)
+        if reply.result == "-1" or not reply.result.lstrip("-").isdigit():
+            self.hung_up = True
+            raise AgiHangup(f"{words[0]} {words[1]} ended the call")
+        code = int(reply.result)
+        return chr(code) if code > 0 else None
+
+    async def answer(self) -> None:
+        if (await self.command("ANSWER")).result == "-1":
+            raise AgiHangup("ANSWER failed")
+
+    async def stream_file(self, name: str, escape: str) -> str | None:
+        return await self._key_command("STREAM", "FILE", name, _quote(escape))
+
+    async def say(self, how: str, value: str, escape: str) -> str | None:
+        return await self._key_command("SAY", how.upper(), value, _quote(escape))
+
+    async def wait_for_digit(self, timeout_ms: int) -> str | None:
+        """The key pressed within the timeout, or None."""
+        return await self._key_command("WAIT", "FOR", "DIGIT", str(timeout_ms))
+
+    async def set_variable(self, name: str, value: str) -> None:
+        await self.command("SET", "VARIABLE", name, _quote(value))
+
+    async def close(self) -> None:
+        self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except (ConnectionError, OSError):
+            pass
+
+
+# --- the call flow ---------------------------------------------------------------------------
+
+Step = Callable[[], Awaitable["Step | None"]]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How a call ended, for the log and the tests."""
+
+    result: str = "hangup"  # done | operator | hangup | error
+    reason: str = ""
+    receipts: list[int] = field(default_factory=list)
+
+
+class Call:
+    """One caller's way through the menu, from the greeting to the verdict or the operator."""
+
+    def __init__(self, server: IvrServer, agi: AgiSession) -> None:
+        self.server = server
+        self.gateway = server.gateway
+        self.cfg = server.config
+        self.agi = agi
+        self.outcome = Outcome()
+        self.uid = ""
+        self.sender = "anonymous"
+        self.account: str | None = None
+        self.by_caller_id = False
+        self.meters: list[MeterSummary] = []
+        self.meter: MeterSummary | None = None
+        self.submissions = 0  # numbers this call's channel message ids: <uniqueid>:<n>
+        self.tries = 0  # submissions for the current meter
+        self.verdict: Verdict | None = None
+        self.keys_said = False
+
+    # -- the protocol's verbs, as the menu declares them
+
+    async def play(
+        self, screen: Screen, slots: dict[str, str | None] | None = None, escape: str = ""
+    ) -> str | None:
+        """Say a screen's parts in order; the key that cut it short, if any."""
+        slots = slots or {}
+        for part in screen.parts:
+            if isinstance(part, Prompt):
+                key = await self.agi.stream_file(f"{self.cfg.sounds}/{part.name}", escape)
+            elif isinstance(part, OneOf):
+                name = slots.get(part.slot)
+                if name is None:
+                    if part.optional:
+                        continue
+                    raise ValueError(f"screen {screen.name}: no prompt for {part.slot}")
+                if name not in part.names:
+                    raise ValueError(f"screen {screen.name}: {name!r} is not one of {part.slot}")
+                key = await self.agi.stream_file(f"{self.cfg.sounds}/{name}", escape)
+            else:
+                assert isinstance(part, Say)
+                value = slots.get(part.slot)
+                if value is None:
+                    if part.optional:
+                        continue
+                    raise ValueError(f"screen {screen.name}: no value for {part.slot}")
+                key = await self.agi.say(part.how, value, escape)
+            if key is not None:
+                return key
+        return None
+
+    async def feedback(self, level: str, what: str) -> None:
+        await self.play(MENU.level(level).screen(f"{level}_feedback"), {"what": what})
+
+    async def wait_key(self) -> str | None:
+        return await self.agi.wait_for_digit(int(self.cfg.timeout_seconds * 1000))
+
+    async def collect(self, first: str | None, limit: int) -> str | None:
+        """Keys typed one by one up to `#` (or a pause after some); None when nothing at all."""
+        typed = ""
+        key = first if first is not None else await self.wait_key()
+        if key is None:
+            return None
+        while key is not None and key != "#" and len(typed) < limit:
+            typed += key
+            key = await self.wait_key()
+        return typed
+
+    async def choose(
+        self, level: str, screen: Screen, present: Callable[[], Awaitable[str | None]], allowed: str
+    ) -> str:
+        """Present a choice up to `attempts` times: the key pressed, or EXHAUSTED, or GOODBYE."""
+        for _ in range(self.cfg.attempts):
+            key = await present()
+            if key is None:
+                key = await self.wait_key()
+            if key is None:
+                if screen.on_no_input == "goodbye":  # the caller has what they called for
+                    return GOODBYE
+                await self.feedback(level, "no_input")
+                continue
+            if key not in allowed:
+                await self.feedback(level, "wrong_key")
+                continue
+            return key
+        return EXHAUSTED
+
+    # -- the whole call
+
+    async def run(self) -> Outcome:
+        try:
+            env = await self.agi.read_env()
+        except (AgiHangup, AgiFailure) as exc:  # not a PBX, or one that left at once
+            log.warning("FastAGI connection dropped before the call began: %s", exc)
+            self.outcome = Outcome("error", "not_agi")
+            return self.outcome
+        try:
+            script = env.get("agi_network_script", "").split("?")[0].strip("/")
+            if script != SCRIPT:
+                log.warning("FastAGI request for unknown script %r", script[:40])
+                self.outcome = Outcome("error", "unknown_script")
+                await self.agi.set_variable(self.cfg.operator_variable, "operator")
+                return self.outcome
+            self.uid = env.get("agi_uniqueid") or uuid.uuid4().hex
+            phone = normalize_phone(env.get("agi_callerid", ""))
+            self.sender = phone if len(phone) >= 7 else "anonymous"
+            await self.agi.answer()
+            if self.server.active > self.cfg.max_calls:  # counting this call
+                await self.to_operator("busy")
+                return self.outcome
+            step: Step | None = self.greet
+            while step is not None:
+                step = await step()
+        except AgiHangup as exc:
+            log.info("call %s ended by hang-up (%s)", self.uid, exc)
+            self.outcome.result = "hangup"
+        except AgiFailure as exc:
+            log.warning("call %s: the PBX refused a command: %s", self.uid, exc)
+            self.outcome = Outcome("error", "agi_failure", self.outcome.receipts)
+            await self._fail_over()
+        except Exception as exc:  # a broken database or a bug: the caller still gets a person
+            log.exception("call %s failed: %s", self.uid, type(exc).__name__)
+            self.outcome = Outcome("error", type(exc).__name__, self.outcome.receipts)
+            await self._fail_over()
+        return self.outcome
+
+    async def _fail_over(self) -> None:
+        """After a failure the caller may still be on the line: hand them to an operator."""
+        try:
+            await self.play(MENU.screen("technical"))
+            await self.agi.set_variable(self.cfg.operator_variable, "operator")
+            await self.agi.set_variable("IVR_REASON", "technical")
+        except (AgiHangup, AgiFailure):
+            pass
+
+    async def to_operator(self, why: str) -> None:
+        """Level 5: the operator. The dialplan queues the caller when the script returns."""
+        self.outcome.result, self.outcome.reason = "operator", why
+        await self.play(MENU.operator)
+        await self.agi.set_variable(self.cfg.operator_variable, "operator")
+        await self.agi.set_variable("IVR_REASON", why)
+        if self.account:
+            await self.agi.set_variable("IVR_ACCOUNT", self.account)
+
+    async def goodbye(self) -> None:
+        self.outcome.result = "done"
+        await self.play(MENU.screen("goodbye"))
+        await self.agi.set_variable(self.cfg.operator_variable, "done")
+
+    # -- level 1: greeting and main menu
+
+    async def greet(self) -> Step | None:
+        menu = MENU.level("main").screen("main_menu")
+        first = await self.play(MENU.greeting, escape=menu.escape_digits())
+        return await self._main(first)
+
+    async def main_menu(self) -> Step | None:
+        return await self._main(None)
+
+    async def _main(self, first: str | None) -> Step | None:
+        screen = MENU.level("main").screen("main_menu")
+        allowed = screen.escape_digits()
+        pending = first  # a key pressed during the greeting or the window dates answers the menu
+
+        async def present() -> str | None:
+            nonlocal pending
+            key, pending = pending, None
+            return key if key is not None else await self.play(screen, escape=allowed)
+
+        while True:
+            key = await self.choose("main", screen, present, allowed)
+            action = screen.action(key) or key
+            if action == "readings":
+                return self.identify
+            if action == "window":
+                cal = self.gateway.config.calendar
+                # Readings from the cut-off day on count for the next period.
+                first_day, last_day = str(cal.window_start_day), str(cal.cutoff_day - 1)
+                slots: dict[str, str | None] = {"first_day": first_day, "last_day": last_day}
+                pending = await self.play(MENU.screen("window"), slots, allowed)
+                continue
+            if action == "back":  # the first level: back says the menu again
+                continue
+            await self.to_operator(_why(key))
+            return None
+
+    # -- level 2: whose account, which meter
+
+    async def identify(self) -> Step | None:
+        if self.account is None and not self.by_caller_id and self.sender != "anonymous":
+            known = await accounts_of_phone(self.gateway.engine, self.sender)
+            if len(known) == 1:
+                self.account, self.by_caller_id = known[0], True
+                await self.play(MENU.screen("caller_account"), {"account": self.account})
+                return await self._meters()
+        if self.account is not None:
+            return await self._meters()
+        return self.ask_account
+
+    async def ask_account(self) -> Step | None:
+        screen = MENU.screen("ask_account")
+        self.account = None
+        for _ in range(self.cfg.attempts):
+            typed = await self.collect(
+                await self.play(screen, escape=screen.escape_digits()), MAX_ACCOUNT_DIGITS
+            )
+            if typed is None:
+                await self.feedback("identify", "no_input")
+                continue
+            if typed == BACK:
+                return self.main_menu
+            if typed == OPERATOR:
+                await self.to_operator("key")
+                return None
+            if not typed.isdigit():
+                await self.feedback("identify", "not_understood")
+                continue
+            meters = await meters_of_account(self.gateway.engine, typed)
+            if meters is None:
+                await self.feedback("identify", "account_not_found")
+                continue
+            self.account = typed
+            return await self._meters(meters)
+        await self.to_operator(EXHAUSTED)
+        return None
+
+    async def _meters(self, meters: list[MeterSummary] | None = None) -> Step | None:
+        assert self.account is not None
+        if meters is None:
+            meters = await meters_of_account(self.gateway.engine, self.account) or []
+        self.meters = [m for m in meters if m.active]
+        screen = MENU.screen("meters")
+        offered = screen.keys[0].count
+        if not self.meters or len(self.meters) > offered:
+            await self.feedback("identify", "no_meters" if not self.meters else "many_meters")
+            await self.to_operator("no_meters" if not self.meters else "many_meters")
+            return None
+        if len(self.meters) == 1:
+            return self._start_meter(self.meters[0])
+        return self.choose_meter
+
+    def _start_meter(self, meter: MeterSummary) -> Step:
+        self.meter, self.tries = meter, 0
+        return self.reading
+
+    async def choose_meter(self) -> Step | None:
+        screen = MENU.screen("meters")
+        option = MENU.screen("meter_option")
+        numbered = "".join(str(i + 1) for i in range(len(self.meters)))
+        allowed = numbered + BACK + OPERATOR
+
+        async def present() -> str | None:
+            key = await self.play(screen, escape=allowed)
+            for i, meter in enumerate(self.meters):
+                if key is not None:
+                    break
+                tail = "".join(ch for ch in meter.serial if ch.isalnum())[-4:] or meter.serial[-4:]
+                key = await self.play(option, {"serial_end": tail, "key": str(i + 1)}, allowed)
+            return key
+
+        key = await self.choose("identify", screen, present, allowed)
+        if len(key) == 1 and key in numbered:
+            return self._start_meter(self.meters[int(key) - 1])
+        if key == BACK:
+            return self.ask_account
+        await self.to_operator(_why(key))
+        return None
+
+    # -- level 3: the reading, zone by zone, each read back
+
+    async def reading(self) -> Step | None:
+        assert self.meter is not None
+        zones = self.meter.zones
+        asks = ZONE_PROMPTS.get(zones)
+        if asks is None:  # a zone layout the menu has no words for
+            await self.to_operator("zones")
+            return None
+        ask, readback = MENU.screen("ask_zone"), MENU.screen("readback")
+        values: dict[str, str] = {}
+        typed_keys: dict[str, str] = {}
+        for zone, prompt in zip(zones, asks, strict=True):
+            for _ in range(self.cfg.attempts):
+                key = await self.play(ask, {"zone": prompt}, ask.escape_digits())
+                if key is None and not self.keys_said:
+                    self.keys_said = True
+                    key = await self.play(MENU.screen("reading_keys"), escape=ask.escape_digits())
+                typed = await self.collect(key, MAX_READING_KEYS)
+                if typed is None:
+                    await self.feedback("reading", "no_input")
+                    continue
+                if typed == BACK:
+                    return self.choose_meter if len(self.meters) > 1 else self.ask_account
+                if typed == OPERATOR:
+                    await self.to_operator("key")
+                    return None
+                value = parse_dtmf_number(typed)
+                if value is None:
+                    await self.feedback("reading", "not_understood")
+                    continue
+                answer = await self._read_back(readback, value)
+                if answer == "confirm":
+                    values[zone], typed_keys[zone] = value, typed
+                    break
+                if answer in ("operator", EXHAUSTED):
+                    await self.to_operator("key" if answer == "operator" else EXHAUSTED)
+                    return None
+                # "reenter" or "back": type this zone again
+            else:
+                await self.to_operator(EXHAUSTED)
+                return None
+        return await self._submit(values, typed_keys)
+
+    async def _read_back(self, screen: Screen, value: str) -> str:
+        whole, _, fraction = value.partition(".")
+        slots: dict[str, str | None] = {
+            "whole": whole,
+            "comma": "comma" if fraction else None,
+            "fraction": fraction or None,
+        }
+        allowed = screen.escape_digits()
+        key = await self.choose("reading", screen, lambda: self.play(screen, slots, allowed), allowed)
+        return screen.action(key) or key
+
+    async def _submit(self, values: dict[str, str], typed: dict[str, str]) -> Step | None:
+        assert self.meter is not None and self.account is not None
+        self.submissions += 1
+        self.tries += 1
+        how = "caller id" if self.by_caller_id else "keypad"
+        raw = f"ivr call {self.uid}: account {self.account} ({how}) meter {self.meter.serial} " + " ".join(
+            f"{zone}={keys}#" for zone, keys in typed.items()
+        )
+        sub = Submission(
+            channel=Channel.IVR,
+            received_at=self.gateway.clock(),
+            sender=self.sender,
+            values=values,
+            account=self.account,
+            meter_serial=self.meter.serial,
+            channel_message_id=f"{self.uid}:{self.submissions}"[:128],
+            raw=raw,
+        )
+        # Confirmed: it is stored even if the caller hangs up or the gateway stops right now.
+        self.verdict = await asyncio.shield(self.gateway.intake.submit(sub))
+        if self.verdict.receipt is not None:
+            self.outcome.receipts.append(self.verdict.receipt)
+        return self.say_verdict
+
+    # -- level 4: the verdict
+
+    async def say_verdict(self) -> Step | None:
+        verdict = self.verdict
+        assert verdict is not None
+        if verdict.status in (Status.ACCEPTED, Status.FLAGGED):
+            return await self._accepted(verdict)
+        if verdict.status is Status.NEEDS_CONFIRMATION:
+            return await self._unusual(verdict)
+        return await self._rejected(verdict)
+
+    async def _accepted(self, verdict: Verdict) -> Step | None:
+        screen = MENU.screen("accepted")
+        notes = [NOTE_PROMPTS[r.code] for r in verdict.reasons if r.code in NOTE_PROMPTS]
+        notes = list(dict.fromkeys(notes))
+        slots: dict[str, str | None] = {
+            "status": "accepted" if verdict.status is Status.ACCEPTED else "flagged",
+            "note1": notes[0] if notes else None,
+            "note2": notes[1] if len(notes) > 1 else None,
+            "receipt": str(verdict.receipt),
+        }
+        allowed = screen.escape_digits()
+        key = await self.choose("verdict", screen, lambda: self.play(screen, slots, allowed), allowed)
+        action = screen.action(key) or key
+        if action in ("another", "back"):
+            self.verdict = None
+            return self.choose_meter if len(self.meters) > 1 else self.ask_account
+        if action == GOODBYE:
+            await self.goodbye()
+            return None
+        await self.to_operator(_why(key))
+        return None
+
+    async def _unusual(self, verdict: Verdict) -> Step | None:
+        screen = MENU.screen("unusual")
+        allowed = screen.escape_digits()
+        key = await self.choose("verdict", screen, lambda: self.play(screen, escape=allowed), allowed)
+        action = screen.action(key) or key
+        if action == "confirm" and verdict.receipt is not None:
+            actor = f"ivr:{mask_phone(self.sender) if self.sender != 'anonymous' else self.uid}"
+            self.verdict = await asyncio.shield(
+                held.confirm(
+                    self.gateway.engine,
+                    self.gateway.config,
+                    verdict.receipt,
+                    actor,
+                    self.gateway.clock(),
+                    account=self.account,
+                )
+            )
+            return self.say_verdict
+        return await self._after_refusal(action)
+
+    async def _rejected(self, verdict: Verdict) -> Step | None:
+        screen = MENU.screen("rejected")
+        slots: dict[str, str | None] = {}
+        refusals = [r for r in verdict.reasons if r.severity is Severity.REJECT] or list(verdict.reasons)
+        for i, r in enumerate(refusals[:2], start=1):
+            slots[f"zone{i}"] = ZONE_LABELS.get(r.zone or "")
+            slots[f"reason{i}"] = REASON_PROMPTS.get(r.code, REASON_OTHER)
+            if r.code == "too_many_digits" and self.meter is not None:
+                slots[f"number{i}"] = str(self.meter.digits)
+        if "reason1" not in slots:
+            slots["reason1"] = REASON_OTHER
+        allowed = screen.escape_digits()
+        key = await self.choose("verdict", screen, lambda: self.play(screen, slots, allowed), allowed)
+        return await self._after_refusal(screen.action(key) or key)
+
+    async def _after_refusal(self, action: str) -> Step | None:
+        self.verdict = None
+        if action == "reenter":
+            if self.tries >= self.cfg.attempts:
+                await self.to_operator(EXHAUSTED)
+                return None
+            return self.reading
+        if action == "back":
+            return self.choose_meter if len(self.meters) > 1 else self.ask_account
+        await self.to_operator(_why(action))
+        return None
+
+
+def _why(key_or_action: str) -> str:
+    """Why the caller goes to the operator: they pressed 0, or tries ran out."""
+    return EXHAUSTED if key_or_action == EXHAUSTED else "key"
+
+
+# --- the server ------------------------------------------------------------------------------
+
+
+class IvrServer:
+    """The FastAGI server, run by `meter-gateway run` as a background task.
+
+    Registered as `gateway.health_probes["ivr"]`: calling it gives the probe; `port` is the bound
+    port (with `[ivr] port = 0` a free one) once `ready` is set.
+    """
+
+    def __init__(self, gateway: Gateway, config: IvrConfig) -> None:
+        self.gateway = gateway
+        self.config = config
+        self.port: int | None = None
+        self.ready = asyncio.Event()
+        self.active = 0
+        self.calls = 0
+        self.outcomes: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def __call__(self) -> dict[str, Any]:
+        """The health probe: listening or not, and the calls in progress."""
+        status = "ok" if self.ready.is_set() else "down"
+        return {
+            "status": status,
+            "host": self.config.host,
+            "port": self.port,
+            "active_calls": self.active,
+            "calls": self.calls,
+            "outcomes": dict(self.outcomes),
+        }
+
+    async def serve(self, gateway: Gateway) -> None:
+        """Listen until cancelled; then end the calls in progress (a confirmed reading still lands)."""
+        server = await asyncio.start_server(self._handle, self.config.host, self.config.port, backlog=256)
+        self.port = server.sockets[0].getsockname()[1]
+        self.ready.set()
+        log.info("FastAGI listening on agi://%s:%s/%s", self.config.host, self.port, SCRIPT)
+        try:
+            await server.serve_forever()
+        finally:
+            self.ready.clear()
+            server.close()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        self.active += 1
+        self.calls += 1
+        agi = AgiSession(reader, writer)
+        try:
+            outcome = await Call(self, agi).run()
+            self.outcomes[outcome.result] = self.outcomes.get(outcome.result, 0) + 1
+        finally:
+            self.active -= 1
+            if task is not None:
+                self._tasks.discard(task)
+            await agi.close()
+
+
+def install(gateway: Gateway, app: web.Application) -> None:
+    """With `[ivr] enabled`: check the menu against the standard, then serve FastAGI in the background."""
+    config = gateway.config.ivr
+    if not config.enabled:
+        return
+    try:
+        catalogue = load_catalogue(config.prompts)
+    except CatalogueError as exc:
+        raise ConfigError(f"ivr.prompts: {exc}") from None
+    problems = check_menu(MENU, catalogue)
+    if problems:
+        raise ConfigError("ivr: the telephone menu breaks the standard:\n  " + "\n  ".join(problems))
+    server = IvrServer(gateway, config)
+    gateway.health_probes["ivr"] = server
+    gateway.background.append(server.serve)

@@ -1,0 +1,246 @@
+"""Reminders to submit readings: at the start of the acceptance window and on its last day.
+
+A background job of the gateway (installed when some channel registered a notifier; SMS does
+when `[sms] sendsms_url` is set). Every `[sms] reminder_check_seconds` it asks:
+
+* Is it a sending hour? Only 10:00-21:00 in the residents' time zone (`[calendar] timezone`,
+  the branch's zone) and never on a public holiday (`WorkCalendar.quiet_hours_ok`).
+* Which reminder is due? The window of the current period runs from `window_start_day` to the
+  day before `cutoff_day`. "window_start" goes on the first day of the window on which sending
+  is allowed (or, after an outage, on the next one); "last_day" on the window's last day, or on
+  the last day before it that is not a public holiday.
+* To whom? Accounts with an active meter that has no reading of this period yet (a rejected
+  reading does not count; one from any channel or device does), through each notifier's
+  contacts for them (SMS: the registry's phones, less those that answered "стоп").
+
+Each reminder (channel, recipient, period, kind) is claimed in `reminder_log` before it is sent,
+so it never goes twice, whichever gateway process gets there first; a claim whose sending
+surely failed is given back and retried on a later run. A recipient with several accounts gets
+one message naming them all.
+
+A channel plugs in with `add_notifier(app, notifier)` from its `install()`; a notifier has a
+`channel` name, `contacts()`, `text()`, `send()` and `close()` (the `Notifier` protocol).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.calendar import WorkCalendar, billing_period, period_window
+from gateway.config import Config
+from gateway.intake import Clock
+from gateway.privacy import mask_phones_in
+from gateway.store.schema_sms import (
+    accounts_without_reading,
+    claim_reminder,
+    release_reminder,
+    reminded,
+    reminder_sent,
+)
+
+if TYPE_CHECKING:
+    from gateway.service import Gateway
+
+log = logging.getLogger(__name__)
+
+START_HOUR, END_HOUR = 10, 21  # local sending hours, [10:00, 21:00)
+GIVE_UP_AFTER = 3  # consecutive failures of one channel in a run: it is down, try next run
+
+
+@dataclass(frozen=True, slots=True)
+class DueReminder:
+    """The reminder due today."""
+
+    period: str  # "YYYY-MM"
+    kind: str  # "window_start" | "last_day"
+    window_end: date  # the last day readings of `period` are taken
+    today: date  # local
+
+
+class SendFailed(Exception):
+    """A notifier could not hand the message over."""
+
+    def __init__(self, message: str, surely_not_sent: bool) -> None:
+        super().__init__(message)
+        self.surely_not_sent = surely_not_sent  # False when it may have gone (timeout after sending)
+
+
+class Notifier(Protocol):
+    """A channel that can remind residents (SMS through Kannel; Telegram may follow)."""
+
+    channel: str  # stored in reminder_log: "sms", "telegram"
+
+    async def contacts(self, engine: AsyncEngine, accounts: Mapping[int, str]) -> dict[str, list[int]]:
+        """Recipients for these accounts (id -> number): recipient -> the account ids it stands for."""
+        ...
+
+    def text(self, due: DueReminder, account_numbers: list[str]) -> str:
+        """The reminder's text for one recipient."""
+        ...
+
+    async def send(self, recipient: str, text: str) -> None:
+        """Send one message; raise SendFailed when it did not (surely) go."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def due_reminder(
+    calendar: WorkCalendar, window_start_day: int, cutoff_day: int, now: datetime
+) -> DueReminder | None:
+    """Which reminder is due on the local day of `now` (ignoring the hour), if any."""
+    today = calendar.local_date(now)
+    period = billing_period(today, window_start_day, cutoff_day)
+    start, end = period_window(period, window_start_day, cutoff_day)
+    if not start <= today <= end:
+        return None
+    day, sendable = start, []
+    while day <= end:
+        if not calendar.is_public_holiday(day):
+            sendable.append(day)
+        day += timedelta(days=1)
+    if not sendable or today > sendable[-1]:
+        return None
+    kind = "last_day" if today == sendable[-1] else "window_start"
+    return DueReminder(period, kind, end, today)
+
+
+@dataclass
+class JobStatus:
+    """What /healthz tells about the reminder job."""
+
+    last_run_at: datetime | None = None
+    sent: int = 0
+    failed: int = 0
+    last_error: str | None = None
+
+    def probe(self) -> dict[str, Any]:
+        return {
+            "status": "degraded" if self.last_error else "ok",
+            "last_run_at": self.last_run_at.isoformat() if self.last_run_at else None,
+            "sent": self.sent,
+            "failed": self.failed,
+            "last_error": self.last_error,
+        }
+
+
+@dataclass
+class ReminderJob:
+    """Sends the reminders that are due, through every registered notifier."""
+
+    engine: AsyncEngine
+    config: Config
+    calendar: WorkCalendar
+    clock: Clock
+    notifiers: list[Notifier]
+    status: JobStatus = field(default_factory=JobStatus)
+
+    def _sending_hours(self) -> bool:
+        return self.calendar.quiet_hours_ok(self.clock(), START_HOUR, END_HOUR)
+
+    async def run_once(self) -> int:
+        """One pass: send what is due now; returns how many reminders went out."""
+        self.status.last_run_at = self.clock()
+        if not self.notifiers or not self._sending_hours():
+            return 0
+        cal = self.config.calendar
+        due = due_reminder(self.calendar, cal.window_start_day, cal.cutoff_day, self.clock())
+        if due is None:
+            return 0
+        async with self.engine.connect() as conn:
+            missing = await accounts_without_reading(conn, due.period)
+        sent = 0
+        for notifier in self.notifiers:
+            if missing:
+                sent += await self._run_channel(notifier, due, missing)
+        return sent
+
+    async def _run_channel(self, notifier: Notifier, due: DueReminder, missing: dict[int, str]) -> int:
+        contacts = await notifier.contacts(self.engine, missing)
+        async with self.engine.connect() as conn:
+            done = await reminded(conn, notifier.channel, due.period, due.kind)
+        sent = failures = 0
+        for recipient in sorted(set(contacts) - done):
+            if not self._sending_hours():
+                break
+            where = {
+                "channel": notifier.channel,
+                "recipient": recipient,
+                "period": due.period,
+                "kind": due.kind,
+            }
+            numbers = await claim_reminder(
+                self.engine, **where, account_ids=contacts[recipient], now=self.clock()
+            )
+            if numbers is None:  # claimed elsewhere, or the readings came in meanwhile
+                continue
+            try:
+                await notifier.send(recipient, notifier.text(due, numbers))
+            except SendFailed as exc:
+                self.status.failed += 1
+                self.status.last_error = mask_phones_in(str(exc))
+                log.warning("%s reminder to %s failed: %s", notifier.channel, recipient, exc)
+                if exc.surely_not_sent:
+                    await release_reminder(self.engine, **where)
+                failures += 1
+                if failures >= GIVE_UP_AFTER:
+                    break
+                continue
+            failures = 0
+            await reminder_sent(self.engine, **where, now=self.clock())
+            sent += 1
+            self.status.sent += 1
+            self.status.last_error = None
+        if sent:
+            log.info("%s %s reminders of %s sent: %d", notifier.channel, due.kind, due.period, sent)
+        return sent
+
+    async def run_forever(self, every_seconds: float) -> None:
+        """Run a pass every `every_seconds` until cancelled."""
+        while True:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database may be away for a while; try again later
+                self.status.last_error = type(exc).__name__
+                log.exception("reminder run failed")
+            await asyncio.sleep(every_seconds)
+
+    async def close(self) -> None:
+        for notifier in self.notifiers:
+            await notifier.close()
+
+
+NOTIFIERS: web.AppKey[list[Notifier]] = web.AppKey("reminder_notifiers")
+
+
+def add_notifier(app: web.Application, notifier: Notifier) -> None:
+    """Register a channel's notifier with the reminder job (from that channel's install())."""
+    app.setdefault(NOTIFIERS, []).append(notifier)
+
+
+def install(gateway: Gateway, app: web.Application) -> None:
+    """Run the reminder job as a background task; it idles when no channel registered a notifier."""
+    notifiers = app.setdefault(NOTIFIERS, [])
+    status = JobStatus()
+
+    async def reminders(gw: Gateway) -> None:
+        if not notifiers:
+            return
+        job = ReminderJob(gw.engine, gw.config, gw.calendar, gw.clock, notifiers, status)
+        try:
+            await job.run_forever(gw.config.sms.reminder_check_seconds)
+        finally:
+            await job.close()
+
+    gateway.background.append(reminders)
+    gateway.health_probes["reminders"] = lambda: status.probe() if notifiers else {"status": "disabled"}

@@ -1,0 +1,415 @@
+"""Tables of the SMS channel and of reminders, and the few queries on them.
+
+* `sms_messages`: every inbound SMS the gateway answered (or chose not to), keyed by the route
+  and the route's own message id (Kannel's %I, Twilio's MessageSid). A redelivered message gets
+  the reply stored here, byte for byte, and costs nothing against the sender's hourly budget.
+  The same rows are the reply budget itself: replies sent to a sender in the last hour are
+  counted here, so the limit holds across restarts and across gateway processes on one
+  database. Senders are stored as a SHA-256 of the normalised phone, never in clear.
+* `sms_optouts`: phones that answered "стоп"; they get no reminders.
+* `reminder_log`: one row per reminder (channel, recipient, period, kind), written before it is
+  sent, so that no reminder ever goes out twice, whichever process sends it. Any notifier
+  channel (SMS now, Telegram later) shares it.
+
+The core's tables (`readings`, `phones`, `meters`, ...) are only read here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import orjson
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Index,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.expression import Exists
+
+from gateway.privacy import normalize_phone
+from gateway.store.schema import Id, UtcDateTime, accounts, metadata, meters, phones, readings
+
+sms_messages = Table(
+    "sms_messages",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("route", String(16), nullable=False),  # "kannel", "twilio"
+    Column("message_id", String(128), nullable=False),  # the route's id of the inbound SMS
+    Column("sender_key", String(64), nullable=False),  # sha256 of the normalised phone
+    Column("received_at", UtcDateTime(), nullable=False),
+    Column("kind", String(16), nullable=False),  # reading, help, confirm, stop, correct
+    Column("receipt", Id, nullable=True),  # the core's inbound id of the reading it carried
+    Column("status", String(24), nullable=True),  # the verdict's status when it was answered
+    Column("reply", Text, nullable=False),  # what was answered ("" when withheld)
+    Column("withheld", Boolean, nullable=False, default=False),  # over the hourly reply budget
+    UniqueConstraint("route", "message_id", name="uq_sms_messages_route_message"),
+    Index("ix_sms_messages_sender", "sender_key", "received_at"),
+)
+
+sms_optouts = Table(
+    "sms_optouts",
+    metadata,
+    Column("phone", String(20), primary_key=True),  # normalised E.164
+    Column("at", UtcDateTime(), nullable=False),
+)
+
+reminder_log = Table(
+    "reminder_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("channel", String(16), nullable=False),  # "sms", "telegram"
+    Column("recipient", String(64), nullable=False),  # phone (E.164) or chat id
+    Column("period", String(7), nullable=False),  # "YYYY-MM"
+    Column("kind", String(16), nullable=False),  # "window_start", "last_day"
+    Column("accounts", Text, nullable=False),  # JSON list of the account numbers reminded of
+    Column("claimed_at", UtcDateTime(), nullable=False),
+    Column("sent_at", UtcDateTime(), nullable=True),  # None while sending (or if the process died)
+    UniqueConstraint("channel", "recipient", "period", "kind", name="uq_reminder_log_once"),
+)
+
+HOUR = timedelta(hours=1)
+
+
+def sender_key(phone: str) -> str:
+    """The stored identity of a sender: SHA-256 of the normalised phone, hex."""
+    return hashlib.sha256(normalize_phone(phone).encode()).hexdigest()
+
+
+# -- inbound SMS ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReply:
+    """What a message was answered with; replayed to a redelivery of it."""
+
+    reply: str
+    withheld: bool
+    receipt: int | None
+    status: str | None
+    replayed: bool = False  # answered before: this is a redelivery
+
+
+async def stored_reply(engine: AsyncEngine, route: str, message_id: str) -> StoredReply | None:
+    """The reply already given to this message of this route, if it was answered before."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(
+                    sms_messages.c.reply,
+                    sms_messages.c.withheld,
+                    sms_messages.c.receipt,
+                    sms_messages.c.status,
+                ).where(sms_messages.c.route == route, sms_messages.c.message_id == message_id)
+            )
+        ).first()
+    return None if row is None else StoredReply(row.reply, bool(row.withheld), row.receipt, row.status)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyToStore:
+    """One answered message, before it is stored and the reply budget is applied."""
+
+    route: str
+    message_id: str
+    phone: str
+    now: datetime
+    kind: str
+    reply: str
+    receipt: int | None = None
+    status: str | None = None
+
+
+async def record_replies(
+    engine: AsyncEngine, items: Sequence[ReplyToStore], replies_per_hour: int
+) -> list[StoredReply]:
+    """Store the answers to several messages in one transaction; returns what to send for each.
+
+    A reply is withheld (stored with `withheld`, "" returned) when its sender already got
+    `replies_per_hour` replies in the hour before it. A message stored before (a redelivery,
+    or the same message twice in `items`) gets its first answer. One commit serves the whole
+    batch, so the reply log costs one durable write per group of messages, not per message.
+    """
+    for attempt in range(3):
+        try:
+            async with engine.begin() as conn:
+                return await _record_in(conn, items, replies_per_hour)
+        except IntegrityError:  # another process stored one of these messages meanwhile
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _record_in(
+    conn: AsyncConnection, items: Sequence[ReplyToStore], replies_per_hour: int
+) -> list[StoredReply]:
+    keys = [sender_key(item.phone) for item in items]
+    senders = sorted(set(keys))
+    if conn.dialect.name == "postgresql":
+        # Serialise count-then-insert per sender across processes, always in the same order
+        # (SQLite's BEGIN IMMEDIATE already serialises every writer).
+        for key in senders:
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": int(key[:15], 16)})
+    ids = {(item.route, item.message_id[:128]) for item in items}
+    known: dict[tuple[str, str], StoredReply] = {}
+    for route in {r for r, _ in ids}:
+        rows = await conn.execute(
+            select(
+                sms_messages.c.message_id,
+                sms_messages.c.reply,
+                sms_messages.c.withheld,
+                sms_messages.c.receipt,
+                sms_messages.c.status,
+            ).where(
+                sms_messages.c.route == route,
+                sms_messages.c.message_id.in_(sorted(m for r, m in ids if r == route)),
+            )
+        )
+        for row in rows.all():
+            known[(route, row.message_id)] = StoredReply(
+                row.reply, bool(row.withheld), row.receipt, row.status
+            )
+    # Replies sent in the hour before the earliest message of the batch: counting from the
+    # earliest can only over-count, so the limit is never exceeded.
+    since = min(item.now for item in items) - HOUR
+    sent: dict[str, int] = dict.fromkeys(senders, 0)
+    counts = await conn.execute(
+        select(sms_messages.c.sender_key, func.count())
+        .where(
+            sms_messages.c.sender_key.in_(senders),
+            sms_messages.c.received_at > since,
+            sms_messages.c.reply != "",
+        )
+        .group_by(sms_messages.c.sender_key)
+    )
+    sent.update({key: int(n) for key, n in counts.all()})
+    out: list[StoredReply] = []
+    new_rows: list[dict[str, object]] = []
+    for item, key in zip(items, keys, strict=True):
+        ident = (item.route, item.message_id[:128])
+        if ident in known:
+            first = known[ident]
+            out.append(StoredReply(first.reply, first.withheld, first.receipt, first.status, replayed=True))
+            continue
+        withheld = bool(item.reply) and sent[key] >= replies_per_hour
+        if item.reply and not withheld:
+            sent[key] += 1
+        stored = StoredReply("" if withheld else item.reply, withheld, item.receipt, item.status)
+        known[ident] = stored
+        out.append(stored)
+        new_rows.append(
+            {
+                "route": item.route,
+                "message_id": ident[1],
+                "sender_key": key,
+                "received_at": item.now,
+                "kind": item.kind,
+                "receipt": item.receipt,
+                "status": item.status,
+                "reply": stored.reply,
+                "withheld": withheld,
+            }
+        )
+    if new_rows:
+        await conn.execute(insert(sms_messages), new_rows)
+    return out
+
+
+async def pending_confirmation(engine: AsyncEngine, phone: str) -> int | None:
+    """The receipt of this sender's latest SMS reading that was answered "needs confirmation"."""
+    async with engine.connect() as conn:
+        return (
+            await conn.execute(
+                select(sms_messages.c.receipt)
+                .where(
+                    sms_messages.c.sender_key == sender_key(phone),
+                    sms_messages.c.status == "needs_confirmation",
+                    sms_messages.c.receipt.is_not(None),
+                )
+                .order_by(sms_messages.c.id.desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+
+
+async def mark_answered(engine: AsyncEngine, receipt: int, status: str) -> None:
+    """A held reading was decided (confirmed by its sender): "ДА" no longer refers to it."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(sms_messages)
+            .where(sms_messages.c.receipt == receipt, sms_messages.c.status == "needs_confirmation")
+            .values(status=status)
+        )
+
+
+async def opt_out(engine: AsyncEngine, phone: str, now: datetime) -> None:
+    """Stop reminders to this phone (idempotent)."""
+    number = normalize_phone(phone)
+    async with engine.begin() as conn:
+        found = (await conn.execute(select(sms_optouts.c.phone).where(sms_optouts.c.phone == number))).first()
+        if found is None:
+            await conn.execute(insert(sms_optouts).values(phone=number, at=now))
+
+
+async def opted_out(conn: AsyncConnection, numbers: Collection[str]) -> set[str]:
+    """Which of these normalised phones asked for no reminders."""
+    if not numbers:
+        return set()
+    found: set[str] = set()
+    ordered = sorted(numbers)
+    for i in range(0, len(ordered), 1000):
+        chunk = ordered[i : i + 1000]
+        found.update(
+            (await conn.execute(select(sms_optouts.c.phone).where(sms_optouts.c.phone.in_(chunk)))).scalars()
+        )
+    return found
+
+
+# -- reminders --------------------------------------------------------------------------------
+
+
+def _missing_reading(period: str) -> Exists:
+    """SQL condition: the account has an active meter with no reading of `period` that counts.
+
+    A rejected reading does not count as submitted; any other verdict (accepted, held for the
+    back office or for the sender's confirmation) does, from whatever channel or device.
+    """
+    counted = exists().where(
+        readings.c.meter_id == meters.c.id,
+        readings.c.period == period,
+        readings.c.verdict != "rejected",
+    )
+    return exists().where(meters.c.account_id == accounts.c.id, meters.c.active.is_(True), ~counted)
+
+
+async def accounts_without_reading(conn: AsyncConnection, period: str) -> dict[int, str]:
+    """Accounts (id -> number) with an active meter that has no reading for `period` yet."""
+    query = select(accounts.c.id, accounts.c.number).where(_missing_reading(period))
+    return {r.id: r.number for r in (await conn.execute(query)).all()}
+
+
+async def still_without_reading(conn: AsyncConnection, period: str, account_ids: Iterable[int]) -> set[int]:
+    """Which of these accounts still lack a reading for `period` (checked just before sending)."""
+    ids = list(account_ids)
+    if not ids:
+        return set()
+    query = select(accounts.c.id).where(accounts.c.id.in_(ids), _missing_reading(period))
+    return set((await conn.execute(query)).scalars())
+
+
+async def phones_of_accounts(conn: AsyncConnection, account_ids: Collection[int]) -> dict[str, list[int]]:
+    """Registered phones (normalised) of these accounts -> the accounts each one belongs to."""
+    out: dict[str, list[int]] = {}
+    ordered = sorted(account_ids)
+    for i in range(0, len(ordered), 1000):
+        chunk = ordered[i : i + 1000]
+        rows = await conn.execute(
+            select(phones.c.phone, phones.c.account_id).where(phones.c.account_id.in_(chunk))
+        )
+        for phone, account_id in rows.all():
+            out.setdefault(phone, []).append(account_id)
+    return out
+
+
+async def reminded(conn: AsyncConnection, channel: str, period: str, kind: str) -> set[str]:
+    """Recipients this reminder was already claimed for (sent, or being sent)."""
+    rows = await conn.execute(
+        select(reminder_log.c.recipient).where(
+            reminder_log.c.channel == channel,
+            reminder_log.c.period == period,
+            reminder_log.c.kind == kind,
+        )
+    )
+    return set(rows.scalars())
+
+
+async def claim_reminder(
+    engine: AsyncEngine,
+    *,
+    channel: str,
+    recipient: str,
+    period: str,
+    kind: str,
+    account_ids: Collection[int],
+    now: datetime,
+) -> list[str] | None:
+    """Take the right to send one reminder; returns the account numbers still to remind of.
+
+    None when another process (or an earlier run) already claimed it, or when every account
+    got its reading in the meantime. The claim is committed before anything is sent: a crash
+    while sending loses that reminder rather than ever sending it twice.
+    """
+    try:
+        async with engine.begin() as conn:
+            still = await still_without_reading(conn, period, account_ids)
+            if not still:
+                return None
+            numbers = sorted(
+                (
+                    await conn.execute(select(accounts.c.number).where(accounts.c.id.in_(sorted(still))))
+                ).scalars()
+            )
+            await conn.execute(
+                insert(reminder_log).values(
+                    channel=channel,
+                    recipient=recipient,
+                    period=period,
+                    kind=kind,
+                    accounts=orjson.dumps(numbers).decode(),
+                    claimed_at=now,
+                )
+            )
+            return numbers
+    except IntegrityError:
+        return None
+
+
+async def reminder_sent(
+    engine: AsyncEngine, *, channel: str, recipient: str, period: str, kind: str, now: datetime
+) -> None:
+    """Mark a claimed reminder as handed to the channel."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(reminder_log)
+            .where(
+                reminder_log.c.channel == channel,
+                reminder_log.c.recipient == recipient,
+                reminder_log.c.period == period,
+                reminder_log.c.kind == kind,
+            )
+            .values(sent_at=now)
+        )
+
+
+async def release_reminder(
+    engine: AsyncEngine, *, channel: str, recipient: str, period: str, kind: str
+) -> None:
+    """Give up a claim whose sending failed for sure (the channel refused it): a later run retries."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            delete(reminder_log).where(
+                and_(
+                    reminder_log.c.channel == channel,
+                    reminder_log.c.recipient == recipient,
+                    reminder_log.c.period == period,
+                    reminder_log.c.kind == kind,
+                    reminder_log.c.sent_at.is_(None),
+                )
+            )
+        )
