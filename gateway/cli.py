@@ -18,6 +18,7 @@ from gateway.logs import setup_logging
 DEMO_DB = "var/demo.db"
 DEMO_BILLING_TOKEN = "demo-billing-token"
 DEMO_DEVICE_TOKEN = "demo-device-token"
+DEMO_KANNEL_KEY = "demo-kannel-key"
 DEMO_OPERATOR_PASSWORD = "demo-operator"
 
 
@@ -41,7 +42,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from gateway.demo.simulated_meters import push_simulated_readings
+    from gateway.demo.modbus_sim import DEMO_MODBUS_PORT, demo_modbus_config, serve_simulated_meters
     from gateway.service import Gateway, serve
 
     config = _config(args)
@@ -54,6 +55,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
             update={"tokens": config.billing.tokens or [DEMO_BILLING_TOKEN]}
         ),
         "devices": config.devices.model_copy(update={"tokens": config.devices.tokens or [DEMO_DEVICE_TOKEN]}),
+        "modbus": demo_modbus_config(config.modbus),
+        # Every resident channel on loopback: Kannel's route (call it with curl) and the FastAGI server.
+        "sms": config.sms.model_copy(update={"kannel_key": config.sms.kannel_key or DEMO_KANNEL_KEY}),
+        "ivr": config.ivr.model_copy(update={"enabled": True}),
     }
     if not config.operators.users:  # a demo employee for /operator/
         from adapters.web_auth import hash_password
@@ -65,18 +70,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
         overrides["operators"] = config.operators.model_copy(update={"users": [demo_user]})
     config = config.model_copy(update=overrides)
     gateway = Gateway(config)
-    gateway.background.append(push_simulated_readings)
+    gateway.background.append(serve_simulated_meters)
     base = f"http://{config.http.host}:{config.http.port}"
     print(
         f"""meter-gateway demo on {base} (database {DEMO_DB})
-Simulated meters SIM-0001..3 push readings every {config.demo.push_interval_seconds:g} s. Try:
+Simulated Modbus meters SIM-0001..3 answer on 127.0.0.1:{DEMO_MODBUS_PORT}; the gateway polls them. Try:
   curl {base}/healthz
   curl {base}/metrics | grep gateway_
   curl -X POST -H 'Authorization: Bearer {DEMO_DEVICE_TOKEN}' -d '{{"readings":[{{"id":"try-1","meter":"E-45871234","value":"12345"}}]}}' {base}/api/v1/readings
   curl -X POST -H 'Authorization: Bearer {DEMO_BILLING_TOKEN}' -d '{{"limit":10}}' {base}/api/v1/billing/batches
   curl -X POST -H 'Authorization: Bearer {DEMO_BILLING_TOKEN}' {base}/api/v1/billing/batches/BATCH_ID/commit
   curl -H 'Authorization: Bearer {DEMO_BILLING_TOKEN}' {base}/api/v1/billing/sla
+  curl '{base}/channels/sms/kannel?key={DEMO_KANNEL_KEY}&from=%2B79161234567&id=demo-1&text=2000001+12345'
 Web cabinet: {base}/cabinet/ (account 2000001, phone digits 4567)
+Telephone: Asterisk's AGI(agi://{config.ivr.host}:{config.ivr.port}/readings) (deploy/asterisk/extensions.conf)
 Operators' desk: {base}/operator/ (login demo, password {DEMO_OPERATOR_PASSWORD})
 Stop with Ctrl+C.""",
         flush=True,

@@ -289,11 +289,6 @@ class IntakeConfig(_Section):
     max_group: int = Field(4000, ge=1)  # submissions sharing one commit at most
 
 
-class DemoConfig(_Section):
-    simulated_meters: int = Field(3, ge=0)
-    push_interval_seconds: float = Field(10.0, gt=0)
-
-
 class Config(_Section):
     """The whole configuration of one gateway process."""
 
@@ -310,7 +305,6 @@ class Config(_Section):
     operators: OperatorsConfig = Field(default_factory=OperatorsConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     intake: IntakeConfig = Field(default_factory=IntakeConfig)
-    demo: DemoConfig = Field(default_factory=DemoConfig)
     modbus: ModbusConfig = Field(default_factory=ModbusConfig)
 
 

@@ -49,6 +49,7 @@ ADAPTERS: tuple[str, ...] = (
     "adapters.ops_http",
     "adapters.billing_api",
     "adapters.device_push",
+    "adapters.modbus_poller",
     "adapters.sms_kannel",
     "adapters.sms_twilio",
     "adapters.reminders",

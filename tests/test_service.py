@@ -73,7 +73,12 @@ async def test_sigterm_answers_every_request_already_in_flight(tmp_path: Path) -
     await asyncio.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     statuses = await asyncio.gather(*tasks, return_exceptions=True)
-    code = await asyncio.wait_for(proc.wait(), 30)
+    try:
+        code = await asyncio.wait_for(proc.wait(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
     assert code == 0
     answered = [s for s in statuses if s == 200]
     refused = [s for s in statuses if isinstance(s, BaseException)]
@@ -101,6 +106,11 @@ async def test_bad_config_stops_start_up_naming_the_key(tmp_path: Path) -> None:
         sys.executable, "-m", "gateway", "--config", str(tmp_path / "bad.toml"), "run",
         stderr=asyncio.subprocess.PIPE, env={**os.environ},
     )  # fmt: skip
-    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:  # never leave a gateway running behind a failed test
+            proc.kill()
+            await proc.wait()
     assert proc.returncode == 2
     assert "calendar.cutoff_day" in err.decode()

@@ -1,0 +1,699 @@
+"""Modbus polling: the gateway reads smart meters itself, over RTU serial lines and Modbus TCP.
+
+Configured by `[[modbus.buses]]` (README, "Smart meters"). Each bus is its own worker task, so a
+dead meter or a dead port never delays another bus:
+
+- an RTU bus has one master: its requests are strictly sequential, separated by the silent
+  interval, with timeouts computed from the baud rate and the profile's `response_time_ms`;
+- a TCP bus reads many meters at once, at most `max_concurrency` at a time; meters behind one
+  TCP endpoint (a Modbus gateway) share its connection and are read one after the other.
+
+Poll starts are staggered over the interval. Adjacent registers are read in one request
+(`profiles.plan_reads`), words decoded by `profiles.split_block` (byte orders, "no value"
+sentinels). A meter that fails backs off step by step (`backoff_initial_seconds`, doubling up
+to `backoff_max_seconds`) without delaying its neighbours; a port or connection is reopened
+only when every meter on it fails, and a serial port that disappeared (USB adapter unplugged)
+is reopened when it is back.
+
+Each poll becomes one `Submission` (channel modbus) with the meter's zones, decided by the same
+intake and device rules as every other channel: a momentary zero or a counter reset is refused
+as lower than the previous reading, a rollover is recognised. A changed serial-number register
+at the same unit id is recorded as a meter replacement (table `modbus_events`) and the readings
+go on under the new meter's serial, so the new meter's small counter is never judged against
+the old one's.
+
+Several gateway processes on one database share the buses: a bus is polled only by the process
+holding its lease (`modbus_leases`), renewed every `lease_seconds / 3`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from collections import Counter as Tally
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+from prometheus_client import Counter, Gauge, Histogram
+
+from adapters import modbus_store as store
+from adapters.modbus_link import LineTiming, Link, ReadError, serial_link, tcp_link
+from gateway.config import ConfigError, ModbusBusConfig, ModbusConfig, ModbusMeterConfig
+from gateway.model import Channel, Status, Submission, Verdict
+from gateway.profiles import Profile, ProfileError, ReadBlock, load_profiles, plan_reads, split_block
+
+if TYPE_CHECKING:
+    from gateway.service import Gateway
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PROFILES_DIR = Path(__file__).resolve().parent.parent / "firmware_profiles"
+# Which counter of a zone is the reading billed: import first (a household's consumption).
+ZONE_QUANTITIES = ("energy_import", "energy_total", "energy_net")
+TO_KWH = {"wh": Decimal("0.001"), "kwh": Decimal(1), "mwh": Decimal(1000), "": Decimal(1)}
+KWH_STEP = Decimal("0.001")  # the intake takes at most 3 decimals: never book energy not yet counted
+REGISTRY_REFRESH_SECONDS = 60.0
+TCP_CONNECT_TIMEOUT = 3.0
+
+
+class ModbusMetrics:
+    """Counters in the gateway's Prometheus registry."""
+
+    def __init__(self, registry: Any) -> None:
+        self.requests = Counter(
+            "gateway_modbus_requests_total", "Modbus read requests sent, by bus", ["bus"], registry=registry
+        )
+        self.errors = Counter(
+            "gateway_modbus_errors_total",
+            "Failed Modbus requests by bus, meter (unit address) and kind: timeout, crc, garbage, "
+            "exception, disconnected",
+            ["bus", "meter", "kind"],
+            registry=registry,
+        )
+        self.polls = Counter(
+            "gateway_modbus_polls_total",
+            "Meter polls by bus and result: ok, failed, no_value, unidentified",
+            ["bus", "result"],
+            registry=registry,
+        )
+        self.reopens = Counter(
+            "gateway_modbus_port_reopens_total",
+            "Ports or connections closed and reopened because every meter on them failed",
+            ["bus"],
+            registry=registry,
+        )
+        self.replacements = Counter(
+            "gateway_modbus_meter_replacements_total",
+            "Meters found replaced by another serial at the same unit id",
+            ["bus"],
+            registry=registry,
+        )
+        self.poll_seconds = Histogram(
+            "gateway_modbus_poll_seconds",
+            "Time to read one meter (every request of its read plan)",
+            ["bus"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=registry,
+        )
+        self.polled = Gauge(
+            "gateway_modbus_bus_polled",
+            "1 while this process holds the bus's lease and polls it",
+            ["bus"],
+            registry=registry,
+        )
+
+
+@dataclass(eq=False)
+class MeterState:
+    """One configured meter as the worker sees it; also what /healthz shows."""
+
+    bus: str
+    unit: int
+    address: str  # "7" on a serial line, "host:port/7" on TCP
+    link: Link
+    configured_serial: str | None
+    configured_profile: str | None
+    serial: str | None = None
+    identity: str | None = None
+    profile: Profile | None = None
+    status: str = "starting"  # ok | failing | no_value | unidentified | ambiguous | store_error
+    failures: int = 0  # consecutive
+    failed_since_reopen: bool = False
+    next_due: float = 0.0  # monotonic
+    last_ok_at: datetime | None = None
+    last_error: str | None = None
+    last_verdict: str | None = None
+    last_reasons: list[str] = field(default_factory=list)
+    errors: Tally[str] = field(default_factory=Tally)
+    polls: int = 0
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "serial": self.serial,
+            "profile": self.profile.id if self.profile else self.configured_profile,
+            "status": self.status,
+            "consecutive_failures": self.failures,
+            "last_ok_at": self.last_ok_at.isoformat() if self.last_ok_at else None,
+            "last_error": self.last_error,
+            "last_verdict": self.last_verdict,
+            "last_reasons": self.last_reasons,
+            "errors": dict(self.errors),
+            "polls": self.polls,
+        }
+
+
+def read_plan(profile: Profile) -> list[ReadBlock]:
+    """Energy counters and identification registers, merged into as few requests as fit."""
+    wanted = [*profile.energy_registers(), *profile.identification.values()]
+    return plan_reads(profile, wanted)
+
+
+def zone_values(
+    profile: Profile, values: Mapping[str, Decimal | None], wanted: tuple[str, ...] | None
+) -> dict[str, Decimal | None]:
+    """The meter's reading per zone: the registry's zones when it knows the meter, else all the profile has.
+
+    A zone the profile does not map is left out (the core then refuses the reading with a
+    reason naming the missing zone); a register that said "no value" gives None.
+    """
+    by_zone: dict[str, Decimal | None] = {}
+    for quantity in ZONE_QUANTITIES:
+        for reg in profile.energy_registers():
+            if reg.quantity == quantity and reg.zone and reg.zone not in by_zone:
+                value = values.get(reg.name)
+                by_zone[reg.zone] = (
+                    None if value is None else value * TO_KWH.get(reg.unit.lower(), Decimal(1))
+                )
+    if wanted:
+        return {z: by_zone[z] for z in wanted if z in by_zone}
+    return by_zone
+
+
+def kwh_text(value: Decimal) -> str:
+    """A counter as the intake takes it: plain digits, at most 3 decimals (truncated, never rounded up)."""
+    if value.as_tuple().exponent < -3:  # type: ignore[operator]
+        value = value.quantize(KWH_STEP, rounding=ROUND_FLOOR)
+    return format(value, "f")
+
+
+class BusWorker:
+    """Polls one bus for as long as this process holds its lease."""
+
+    def __init__(self, poller: ModbusPoller, bus: ModbusBusConfig) -> None:
+        self.poller = poller
+        self.bus = bus
+        self.name = bus.name
+        self.links: dict[str, Link] = {}
+        self.meters: list[MeterState] = []
+        self._zones: dict[str, tuple[str, ...]] = {}
+        self._zones_at = -1e9
+        self._semaphore = asyncio.Semaphore(bus.max_concurrency)
+        timing = (
+            LineTiming(bus.baudrate, bus.bytesize, bus.parity, bus.stopbits)
+            if bus.transport == "rtu"
+            else None
+        )
+        self.timing = timing
+        for m in bus.meters:
+            link = self._link_for(m)
+            address = str(m.unit) if bus.transport == "rtu" else f"{link.name}/{m.unit}"
+            profile = poller.profiles[m.profile] if m.profile else None
+            self.meters.append(
+                MeterState(
+                    bus=bus.name,
+                    unit=m.unit,
+                    address=address,
+                    link=link,
+                    configured_serial=m.serial,
+                    configured_profile=m.profile,
+                    serial=m.serial,
+                    profile=profile,
+                )
+            )
+
+    def _link_for(self, m: ModbusMeterConfig) -> Link:
+        bus = self.bus
+        if bus.transport == "rtu":
+            assert bus.device is not None
+            key = bus.device
+            if key not in self.links:
+                assert self.timing is not None
+                self.links[key] = serial_link(
+                    bus.device,
+                    self.timing,
+                    latency_ms=bus.latency_ms,
+                    backoff_initial=min(bus.backoff_initial_seconds, 5.0),
+                    backoff_max=min(bus.backoff_max_seconds, 60.0),
+                )
+            return self.links[key]
+        host = m.host or bus.host
+        port = m.port or bus.port
+        assert host is not None
+        key = f"{host}:{port}"
+        if key not in self.links:
+            self.links[key] = tcp_link(
+                host,
+                port,
+                latency_ms=bus.latency_ms,
+                connect_timeout=TCP_CONNECT_TIMEOUT,
+                backoff_initial=min(bus.backoff_initial_seconds, 5.0),
+                backoff_max=min(bus.backoff_max_seconds, 60.0),
+            )
+        return self.links[key]
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    async def restore(self) -> None:
+        """Take what earlier runs learned (serial seen, identity, detected profile) from the store."""
+        known = await store.load_known(self.poller.engine, self.name)
+        for m in self.meters:
+            row = known.get(m.address)
+            if row is None or row.configured_serial != m.configured_serial:
+                continue  # never seen, or the operator changed the configuration since
+            m.serial = row.serial or m.serial
+            m.identity = row.identity
+            if m.profile is None and row.profile in self.poller.profiles:
+                m.profile = self.poller.profiles[row.profile]
+
+    def stagger(self) -> None:
+        """Spread the first polls over one interval so the meters are not all read at once."""
+        now = time.monotonic()
+        n = len(self.meters)
+        for i, m in enumerate(self.meters):
+            m.next_due = now + self.bus.interval_seconds * i / n
+
+    async def run(self) -> None:
+        await self.restore()
+        self.stagger()
+        try:
+            if self.bus.transport == "rtu":
+                await self._run_serial()
+            else:
+                await asyncio.gather(*(self._run_meter(m) for m in self.meters))
+        finally:
+            for link in self.links.values():
+                link.close()
+
+    async def _run_serial(self) -> None:
+        """One master on the line: the meter due first is read next, one request at a time."""
+        while True:
+            m = min(self.meters, key=lambda x: x.next_due)
+            wait = m.next_due - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            await self.poll_meter(m)
+
+    async def _run_meter(self, m: MeterState) -> None:
+        while True:
+            wait = m.next_due - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            async with self._semaphore:
+                await self.poll_meter(m)
+
+    # -- one poll -------------------------------------------------------------------------
+
+    async def poll_meter(self, m: MeterState) -> Verdict | None:
+        """Read one meter, hand its reading to the intake; schedule its next poll. Never raises."""
+        started = time.monotonic()
+        m.polls += 1
+        try:
+            verdict = await self._poll(m)
+        except ReadError as exc:
+            self._failed(m, exc)
+            return None
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the store or the intake: the meter itself answered
+            log.exception("modbus %s/%s: poll failed", self.name, m.address)
+            m.status, m.last_error = "store_error", f"{type(exc).__name__}: {exc}"
+            m.next_due = started + self.bus.interval_seconds
+            return None
+        m.next_due = started + self.bus.interval_seconds
+        return verdict
+
+    async def _poll(self, m: MeterState) -> Verdict | None:
+        metrics = self.poller.metrics
+        if m.profile is None:
+            await self._detect(m)
+            if m.profile is None:
+                m.next_due = time.monotonic() + self._backoff(m)
+                metrics.polls.labels(self.name, "unidentified").inc()
+                return None
+        profile = m.profile
+        started = time.monotonic()
+        values: dict[str, Decimal | None] = {}
+        blocks: list[list[Any]] = []
+        for block in read_plan(profile):
+            words = await self._read(m, block.function, block.address, block.count, profile.response_time_ms)
+            values.update(split_block(block, words))
+            blocks.append([block.function, block.address, words])
+        reply_at = self.poller.clock()
+        metrics.poll_seconds.labels(self.name).observe(time.monotonic() - started)
+        self._succeeded(m)
+        await self._check_identity(m, profile, values, reply_at)
+        if m.serial is None:
+            m.status, m.last_error = "unidentified", "no serial configured and none readable from the meter"
+            metrics.polls.labels(self.name, "unidentified").inc()
+            return None
+        zones = await self._registry_zones(m.serial)
+        by_zone = zone_values(profile, values, zones)
+        missing = [z for z, v in by_zone.items() if v is None]
+        if missing or not by_zone:
+            m.status = "no_value"
+            m.last_error = f"the meter reports no value for {', '.join(missing) or 'any zone'}"
+            metrics.polls.labels(self.name, "no_value").inc()
+            return None
+        raw = {
+            "bus": self.name,
+            "unit": m.unit,
+            "profile": profile.id,
+            "identity": m.identity,
+            "blocks": blocks,
+        }
+        sub = Submission(
+            channel=Channel.MODBUS,
+            received_at=reply_at,
+            sender=f"{self.name}:{m.unit}",
+            meter_serial=m.serial,
+            values={z: kwh_text(v) for z, v in by_zone.items() if v is not None},
+            taken_at=reply_at,
+            channel_message_id=f"{m.serial}:{reply_at.isoformat()}",
+            raw=orjson.dumps(raw).decode(),
+        )
+        verdict = await self.poller.intake_submit(sub)
+        metrics.polls.labels(self.name, "ok").inc()
+        m.status = "ok"
+        m.last_error = None
+        m.last_verdict = verdict.status.value
+        m.last_reasons = [r.code for r in verdict.reasons]
+        if verdict.status is Status.REJECTED:
+            log.info(
+                "modbus %s/%s: reading of %s rejected: %s",
+                self.name,
+                m.address,
+                m.serial,
+                ", ".join(m.last_reasons),
+            )
+        return verdict
+
+    async def _read(
+        self, m: MeterState, function: int, address: int, count: int, response_ms: int
+    ) -> list[int]:
+        self.poller.metrics.requests.labels(self.name).inc()
+        return await m.link.read(m.unit, function, address, count, response_ms)
+
+    def _backoff(self, m: MeterState) -> float:
+        step = self.bus.backoff_initial_seconds * (2 ** max(0, m.failures - 1))
+        return min(step, self.bus.backoff_max_seconds)
+
+    def _failed(self, m: MeterState, exc: ReadError) -> None:
+        m.failures += 1
+        m.failed_since_reopen = True
+        m.errors[exc.kind] += 1
+        m.status = "failing"
+        m.last_error = str(exc)
+        self.poller.metrics.errors.labels(self.name, m.address, exc.kind).inc()
+        self.poller.metrics.polls.labels(self.name, "failed").inc()
+        # Retried after a pause that doubles with each failure in a row (up to the maximum); the
+        # other meters keep their own schedule meanwhile.
+        m.next_due = time.monotonic() + self._backoff(m)
+        if m.failures == 1 or m.failures % 10 == 0:
+            log.warning("modbus %s/%s: %s (failure %d)", self.name, m.address, exc, m.failures)
+        link_meters = [x for x in self.meters if x.link is m.link]
+        if m.link.is_open and all(x.failed_since_reopen for x in link_meters):
+            log.warning("modbus %s: every meter on %s fails; reopening it", self.name, m.link.name)
+            self.poller.metrics.reopens.labels(self.name).inc()
+            m.link.reopen_later()
+            for x in link_meters:
+                x.failed_since_reopen = False
+
+    def _succeeded(self, m: MeterState) -> None:
+        m.failures = 0
+        m.failed_since_reopen = False
+        m.last_ok_at = self.poller.clock()
+
+    # -- identity: profile detection and meter replacement ----------------------------------
+
+    async def _detect(self, m: MeterState) -> None:
+        """Find the profile whose identification registers and read plan the meter answers."""
+        answered: list[Profile] = []
+        alive = False  # the meter answered something, if only an exception
+        last_error: ReadError | None = None
+        for profile in sorted(self.poller.profiles.values(), key=lambda p: p.id):
+            if not profile.identification:
+                continue
+            try:
+                for block in read_plan(profile):
+                    words = await self._read(
+                        m, block.function, block.address, block.count, profile.response_time_ms
+                    )
+                    alive = True
+                    decoded = split_block(block, words)
+                    if any(decoded.get(name) is None for name in profile.identification if name in decoded):
+                        raise ReadError("exception", "identification register has no value")
+            except ReadError as exc:
+                if exc.kind == "disconnected":
+                    raise
+                alive = alive or exc.kind == "exception"
+                last_error = exc
+                continue
+            answered.append(profile)
+        now = self.poller.clock()
+        if len(answered) == 1:
+            m.profile = answered[0]
+            m.status = "starting"
+            await self._remember(m, now)
+            await store.record_event(
+                self.poller.engine,
+                at=now,
+                bus=self.name,
+                address=m.address,
+                kind="profile_detected",
+                old_serial=m.serial,
+                new_serial=m.serial,
+                detail=f"profile {m.profile.id} detected by its identification registers",
+            )
+            log.info("modbus %s/%s: profile %s detected", self.name, m.address, m.profile.id)
+            return
+        if answered:
+            m.status = "ambiguous"
+            m.failures += 1
+            m.last_error = (
+                "several profiles fit this meter: "
+                + ", ".join(p.id for p in answered)
+                + "; set profile in the configuration"
+            )
+            return
+        if not alive and last_error is not None:
+            raise last_error  # a silent meter: counted like any failed poll
+        m.status = "unidentified"
+        m.failures += 1
+        m.last_error = "no firmware profile matches this meter; set profile in the configuration"
+
+    async def _check_identity(
+        self, m: MeterState, profile: Profile, values: dict[str, Decimal | None], now: datetime
+    ) -> None:
+        """The serial-number register: adopt it once, record a replacement when it changes."""
+        raw = values.get("serial") if "serial" in profile.identification else None
+        if raw is None:
+            return
+        identity = format(raw, "f")
+        if m.identity == identity:
+            return
+        previous_serial = m.serial
+        replaced = False
+        if m.identity is not None:
+            replaced = True  # another meter answers at this unit id
+        elif m.configured_serial is not None and m.configured_serial.isdigit():
+            replaced = m.configured_serial.lstrip("0") != identity.lstrip("0")
+        m.identity = identity
+        if replaced or m.serial is None:
+            m.serial = identity
+        await self._remember(m, now)
+        if replaced:
+            self.poller.metrics.replacements.labels(self.name).inc()
+            await store.record_event(
+                self.poller.engine,
+                at=now,
+                bus=self.name,
+                address=m.address,
+                kind="meter_replaced",
+                old_serial=previous_serial,
+                new_serial=m.serial,
+                detail=f"unit {m.unit} now reports serial number {identity}; readings go on under {m.serial}",
+            )
+            log.warning(
+                "modbus %s/%s: meter %s replaced by %s", self.name, m.address, previous_serial, m.serial
+            )
+
+    async def _remember(self, m: MeterState, now: datetime) -> None:
+        await store.save_known(
+            self.poller.engine,
+            self.name,
+            m.address,
+            store.KnownMeter(m.configured_serial, m.serial, m.identity, m.profile.id if m.profile else None),
+            now,
+        )
+
+    async def _registry_zones(self, serial: str) -> tuple[str, ...] | None:
+        now = time.monotonic()
+        if now - self._zones_at > REGISTRY_REFRESH_SECONDS or (
+            serial not in self._zones and now - self._zones_at > 1.0
+        ):
+            serials = sorted({m.serial for m in self.meters if m.serial})
+            self._zones = await store.registry_zones(self.poller.engine, serials)
+            self._zones_at = now
+        return self._zones.get(serial)
+
+    # -- health ---------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        ok = sum(1 for m in self.meters if m.status == "ok")
+        return {
+            "polled_here": True,
+            "transport": self.bus.transport,
+            "links": {
+                name: {
+                    "open": link.is_open,
+                    "requests": link.stats.requests,
+                    "reopened": link.stats.reopened,
+                    "open_failures": link.stats.open_failures,
+                    "last_open_error": link.stats.last_open_error,
+                }
+                for name, link in self.links.items()
+            },
+            "meters_ok": ok,
+            "meters_failing": len(self.meters) - ok,
+            "meters": {m.address: m.health() for m in self.meters},
+        }
+
+
+class ModbusPoller:
+    """Holds the bus leases of this process and runs a worker per held bus."""
+
+    def __init__(self, gateway: Gateway, config: ModbusConfig, profiles: dict[str, Profile]) -> None:
+        self.gateway = gateway
+        self.config = config
+        self.engine = gateway.engine
+        self.clock = gateway.clock
+        self.profiles = profiles
+        self.metrics = ModbusMetrics(gateway.metrics.registry)
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.workers: dict[str, BusWorker] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._held_until: dict[str, datetime] = {}
+
+    async def intake_submit(self, sub: Submission) -> Verdict:
+        return await self.gateway.intake.submit(sub)
+
+    async def run(self, gateway: Gateway) -> None:
+        """The lease keeper: claim or renew each bus's lease, start or stop its worker."""
+        renew_every = self.config.lease_seconds / 3
+        try:
+            while True:
+                await self.renew_once()
+                await asyncio.sleep(renew_every)
+        finally:
+            await self.stop_all()
+
+    async def renew_once(self) -> None:
+        for bus in self.config.buses:
+            now = self.clock()
+            try:
+                held = await store.claim_lease(
+                    self.engine, bus.name, self.holder, now, self.config.lease_seconds
+                )
+            except Exception as exc:  # the database is away: keep polling while the lease lasts
+                log.warning("modbus: cannot renew the lease of bus %s: %s", bus.name, exc)
+                until = self._held_until.get(bus.name)
+                held = until is not None and now < until
+            else:
+                if held:
+                    self._held_until[bus.name] = now + _seconds(self.config.lease_seconds)
+            running = bus.name in self._tasks and not self._tasks[bus.name].done()
+            if held and not running:
+                self._start(bus)
+            elif not held and running:
+                log.info("modbus: bus %s is polled by another gateway process now", bus.name)
+                await self._stop(bus.name)
+
+    def _start(self, bus: ModbusBusConfig) -> None:
+        worker = BusWorker(self, bus)
+        self.workers[bus.name] = worker
+        self._tasks[bus.name] = asyncio.create_task(self._supervise(worker), name=f"modbus-{bus.name}")
+        self.metrics.polled.labels(bus.name).set(1)
+        log.info("modbus: polling bus %s (%d meters)", bus.name, len(bus.meters))
+
+    async def _supervise(self, worker: BusWorker) -> None:
+        """One bus's worker; restarted after an unexpected error, never taking other buses down."""
+        while True:
+            try:
+                await worker.run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("modbus: worker of bus %s failed; restarting in 5 s", worker.name)
+                await asyncio.sleep(5)
+                worker = BusWorker(self, worker.bus)
+                self.workers[worker.name] = worker
+
+    async def _stop(self, name: str) -> None:
+        task = self._tasks.pop(name, None)
+        self.workers.pop(name, None)
+        self._held_until.pop(name, None)
+        self.metrics.polled.labels(name).set(0)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def stop_all(self) -> None:
+        names = list(self._tasks)
+        for name in names:
+            await self._stop(name)
+        try:
+            await asyncio.shield(store.release_leases(self.engine, names, self.holder, self.clock()))
+        except Exception as exc:  # shutting down anyway; the leases expire by themselves
+            log.info("modbus: leases not released (%s); they expire by themselves", exc)
+
+    def health(self) -> dict[str, Any]:
+        buses: dict[str, Any] = {}
+        degraded = False
+        for bus in self.config.buses:
+            worker = self.workers.get(bus.name)
+            if worker is None:
+                buses[bus.name] = {
+                    "polled_here": False,
+                    "transport": bus.transport,
+                    "meters": len(bus.meters),
+                }
+                continue
+            buses[bus.name] = info = worker.health()
+            degraded = degraded or info["meters_failing"] > 0
+        return {"status": "degraded" if degraded else "ok", "holder": self.holder, "buses": buses}
+
+
+def _seconds(value: float) -> timedelta:
+    return timedelta(seconds=value)
+
+
+def load_modbus_profiles(config: ModbusConfig) -> dict[str, Profile]:
+    """The firmware profiles, checked against the configured meters; ConfigError names the key."""
+    directory = Path(config.profiles_dir) if config.profiles_dir else DEFAULT_PROFILES_DIR
+    try:
+        profiles = load_profiles(directory)
+    except ProfileError as exc:
+        raise ConfigError(f"modbus.profiles_dir: {exc}") from None
+    for b, bus in enumerate(config.buses):
+        for i, meter in enumerate(bus.meters):
+            if meter.profile is not None and meter.profile not in profiles:
+                raise ConfigError(
+                    f"modbus.buses.{b}.meters.{i}.profile: unknown profile {meter.profile!r} "
+                    f"(in {directory}: {', '.join(sorted(profiles))})"
+                )
+    return profiles
+
+
+def install(gateway: Gateway, app: web.Application) -> None:
+    """Poll the configured buses; nothing at all when `[[modbus.buses]]` lists none."""
+    config = gateway.config.modbus
+    if not config.buses:
+        return
+    poller = ModbusPoller(gateway, config, load_modbus_profiles(config))
+    gateway.background.append(poller.run)
+    gateway.health_probes["modbus"] = poller.health
+    app[MODBUS_POLLER] = poller
+
+
+MODBUS_POLLER = web.AppKey("modbus_poller", ModbusPoller)

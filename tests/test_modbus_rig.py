@@ -1,0 +1,199 @@
+"""Helpers shared by the Modbus tests (no tests here): a gateway with a poller whose polls the
+test drives one by one, simulated meters on pymodbus servers, and a socat serial line."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from adapters.modbus_poller import BusWorker, MeterState, ModbusPoller, load_modbus_profiles
+from gateway.config import ModbusBusConfig, ModbusConfig
+from gateway.demo.modbus_sim import SimulatedBus, SimulatedMeter
+from gateway.profiles import Profile, load_profiles
+from gateway.service import Gateway
+from gateway.store.schema import accounts, meters, readings
+from gateway.store.schema_modbus import modbus_events
+from tests.conftest import FakeClock, make_config
+
+PROFILES = load_profiles(Path(__file__).resolve().parent.parent / "firmware_profiles")
+
+# Meters of the Modbus tests: T, T1;T2 and T1;T2;T3 meters, and the serial numbers that the
+# meters' serial-number registers report (a replacement meter is registered under its number).
+REGISTRY = """account,meter_serial,meter_model,zones,digits,phones,max_power_kw,address
+3000001,MB-1,SDM120,T,6,,10,ул. Мира 1
+3000002,MB-2,iEM3255,T1;T2,6,,10,ул. Мира 2
+3000003,MB-3,B23,T1;T2;T3,6,,15,ул. Мира 3
+3000004,MB-4,EM340,T,6,,10,ул. Мира 4
+3000005,MB-5,WB-MAP3E,T,6,,10,ул. Мира 5
+3000006,MB-6,SDM630,T,6,,10,ул. Мира 6
+3000007,22222222,SDM120,T,6,,10,ул. Мира 1
+3000008,40000001,B23,T1;T2;T3,6,,15,ул. Мира 8
+"""
+
+
+def registry_file(tmp_path: Path) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "modbus_registry.csv"
+    path.write_text(REGISTRY, encoding="utf-8")
+    return path
+
+
+@dataclass
+class Rig:
+    gateway: Gateway
+    poller: ModbusPoller
+    worker: BusWorker
+    clock: FakeClock
+
+    def meter(self, unit: int) -> MeterState:
+        return next(m for m in self.worker.meters if m.unit == unit)
+
+    async def poll(self, unit: int, advance_hours: float = 1.0) -> Any:
+        self.clock.advance(hours=advance_hours)
+        return await self.worker.poll_meter(self.meter(unit))
+
+    async def stored(self, serial: str) -> list[tuple[str, str, str]]:
+        """(zone, value, verdict) of the meter's stored readings, oldest first."""
+        async with self.gateway.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(readings.c.zone, readings.c.value, readings.c.verdict)
+                    .join(meters, meters.c.id == readings.c.meter_id)
+                    .where(meters.c.serial == serial)
+                    .order_by(readings.c.id)
+                )
+            ).all()
+        return [(r.zone, r.value, r.verdict) for r in rows]
+
+    async def events(self) -> list[dict[str, Any]]:
+        async with self.gateway.engine.connect() as conn:
+            rows = (await conn.execute(select(modbus_events).order_by(modbus_events.c.id))).mappings()
+            return [dict(r) for r in rows]
+
+    async def account_of(self, serial: str) -> str:
+        async with self.gateway.engine.connect() as conn:
+            return str(
+                (
+                    await conn.execute(
+                        select(accounts.c.number)
+                        .join(meters, meters.c.account_id == accounts.c.id)
+                        .where(meters.c.serial == serial)
+                    )
+                ).scalar_one()
+            )
+
+
+def bus_config(name: str, transport: str, meters_: list[dict[str, Any]], **kw: Any) -> ModbusBusConfig:
+    data: dict[str, Any] = {
+        "name": name,
+        "transport": transport,
+        "meters": meters_,
+        "interval_seconds": 60,
+        "backoff_initial_seconds": 0.2,
+        "backoff_max_seconds": 2,
+        "latency_ms": 150,
+        **kw,
+    }
+    return ModbusBusConfig.model_validate(data)
+
+
+@contextlib.asynccontextmanager
+async def rig(
+    db_url: str,
+    tmp_path: Path,
+    clock: FakeClock,
+    bus: ModbusBusConfig,
+    profiles_dir: str | None = None,
+) -> AsyncIterator[Rig]:
+    """A started gateway (modbus not configured, so nothing polls by itself) and a worker for `bus`."""
+    config = make_config(db_url, tmp_path, registry={"csv": str(registry_file(tmp_path))})
+    gateway = Gateway(config, clock=clock)
+    await gateway.start()
+    modbus = ModbusConfig(buses=[bus], profiles_dir=profiles_dir)
+    poller = ModbusPoller(gateway, modbus, load_modbus_profiles(modbus))
+    worker = BusWorker(poller, bus)
+    await worker.restore()
+    try:
+        yield Rig(gateway, poller, worker, clock)
+    finally:
+        for link in worker.links.values():
+            link.close()
+        await gateway.stop()
+
+
+@contextlib.asynccontextmanager
+async def tcp_meters(*meters_: SimulatedMeter) -> AsyncIterator[SimulatedBus]:
+    sim = SimulatedBus(meters_)
+    await sim.start_tcp()
+    try:
+        yield sim
+    finally:
+        await sim.stop()
+
+
+def meter(
+    profile_id: str, unit: int, profiles: dict[str, Profile] | None = None, **values: Any
+) -> SimulatedMeter:
+    return SimulatedMeter((profiles or PROFILES)[profile_id], unit, dict(values))
+
+
+@contextlib.contextmanager
+def socat_pair(tmp_path: Path) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
+    """A serial line: two pty ends linked by socat (tmp/a: the poller's, tmp/b: the meters')."""
+    a, b = str(tmp_path / "tty_a"), str(tmp_path / "tty_b")
+    proc = start_socat(a, b)
+    try:
+        yield a, b, proc
+    finally:
+        stop_socat(proc)
+
+
+def start_socat(a: str, b: str) -> subprocess.Popen[bytes]:
+    exe = shutil.which("socat")
+    assert exe, "socat is needed (scripts/system-deps.sh installs it)"
+    proc = subprocess.Popen(
+        [exe, f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(200):
+        if Path(a).exists() and Path(b).exists():
+            return proc
+        import time
+
+        time.sleep(0.01)
+    proc.kill()
+    raise AssertionError("socat did not create the pty pair")
+
+
+def stop_socat(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def until(predicate: Any, within: float = 10.0, step: float = 0.02) -> None:
+    """Wait until predicate() is true (a plain or async callable)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(step)
