@@ -52,6 +52,7 @@ ADAPTERS: tuple[str, ...] = (
     "adapters.modbus_poller",
     "adapters.sms_kannel",
     "adapters.sms_twilio",
+    "adapters.telegram",
     "adapters.reminders",
     "adapters.cabinet",
     "adapters.operator_desk",
