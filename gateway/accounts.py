@@ -23,6 +23,7 @@ from gateway.config import RuleThresholds
 from gateway.held import HELD
 from gateway.model import Reason, RuleGroup, Severity, Status
 from gateway.privacy import mask_phone, normalize_phone
+from gateway.store.rows import meter_info, state_from_row
 from gateway.store.schema import accounts, audit, inbound, meter_state, meters, phones, readings
 from gateway.validation.context import SECONDS_PER_DAY, Candidate, MeterInfo, ZoneState
 from gateway.validation.rules import band_for
@@ -206,8 +207,6 @@ async def account_view(
     limits: RuleThresholds | None = None,
 ) -> AccountView | None:
     """The account with its phones and meters; with `now` and `limits`, each zone's expected range."""
-    from gateway.intake import state_from_row
-
     async with engine.connect() as conn:
         acc = (await conn.execute(select(accounts).where(accounts.c.number == number))).first()
         if acc is None:
@@ -232,16 +231,7 @@ async def account_view(
                 states[(r["meter_id"], r["zone"])] = state_from_row(r)
     views = []
     for m in meter_rows:
-        info = MeterInfo(
-            id=m.id,
-            account_id=m.account_id,
-            account=acc.number,
-            serial=m.serial,
-            zones=tuple(m.zones.split(";")),
-            digits=m.digits,
-            max_power_kw=Decimal(m.max_power_kw) if m.max_power_kw else None,
-            active=bool(m.active),
-        )
+        info = meter_info(m._mapping, acc.number)
         zone_views = []
         for zone in info.zones:
             state = states.get((m.id, zone)) or ZoneState()

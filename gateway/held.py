@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.config import Config
 from gateway.model import CHANNEL_GROUP, Channel, ReadingOut, Reason, RuleGroup, Severity, Status, Verdict
+from gateway.store.rows import meter_info, state_from_row
 from gateway.store.schema import accounts, audit, meter_state, meters, readings
 from gateway.validation.context import MeterInfo, ZoneState
 from gateway.validation.evaluate import evaluate
@@ -147,22 +148,11 @@ async def _load(
     if not rows or (account is not None and rows[0]["number"] != account):
         raise NotHeld(f"no reading with receipt {receipt}")
     first = rows[0]
-    meter = MeterInfo(
-        id=first["meter_id"],
-        account_id=first["account_id"],
-        account=first["number"],
-        serial=first["serial"],
-        zones=tuple(first["zones"].split(";")),
-        digits=first["digits"],
-        max_power_kw=Decimal(first["max_power_kw"]) if first["max_power_kw"] else None,
-        active=bool(first["active"]),
-    )
+    meter = meter_info(first, first["number"], meter_id_key="meter_id")
     return rows, meter
 
 
 async def _states(conn: AsyncConnection, meter: MeterInfo) -> dict[str, ZoneState]:
-    from gateway.intake import state_from_row
-
     query = select(meter_state).where(meter_state.c.meter_id == meter.id)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()

@@ -39,6 +39,7 @@ from gateway.model import (
     Verdict,
 )
 from gateway.privacy import mask_phone, normalize_phone
+from gateway.store.rows import meter_info, state_from_row
 from gateway.store.schema import accounts, inbound, meter_state, meters, phones, readings
 from gateway.validation.context import SECONDS_PER_DAY, MeterInfo, ZoneState
 from gateway.validation.evaluate import Evaluation, evaluate
@@ -290,16 +291,7 @@ class Intake:
         from sqlalchemy import or_
 
         for r in (await conn.execute(query.where(or_(*conditions)))).all():
-            info = MeterInfo(
-                id=r.id,
-                account_id=r.account_id,
-                account=r.number,
-                serial=r.serial,
-                zones=tuple(r.zones.split(";")),
-                digits=r.digits,
-                max_power_kw=Decimal(r.max_power_kw) if r.max_power_kw else None,
-                active=bool(r.active),
-            )
+            info = meter_info(r._mapping, r.number)
             found.by_serial[info.serial] = info
             found.by_account.setdefault(info.account, []).append(info)
             found.account_numbers.add(info.account)
@@ -580,22 +572,6 @@ class Intake:
         )
 
 
-def state_from_row(r: Any) -> ZoneState:
-    """A `meter_state` row as the rules see it."""
-    return ZoneState(
-        last_value=_dec(r["last_value"]),
-        last_taken_at=r["last_taken_at"],
-        last_receipt=r["last_receipt"],
-        last_period=r["last_period"],
-        total_kwh=Decimal(r["total_kwh"]),
-        total_days=Decimal(r["total_days"]),
-        dev_value=_dec(r["dev_value"]),
-        dev_taken_at=r["dev_taken_at"],
-        res_value=_dec(r["res_value"]),
-        res_taken_at=r["res_taken_at"],
-    )
-
-
 async def save_states(conn: AsyncConnection, touched: dict[tuple[int, str], ZoneState]) -> None:
     """Write zone states back in one executemany."""
     if not touched:
@@ -710,10 +686,6 @@ def verdict_from_json(
         readings=tuple(ReadingOut(reading_ids.get(z), z, Decimal(v)) for z, v in values.items()),
         duplicate=duplicate,
     )
-
-
-def _dec(text: str | None) -> Decimal | None:
-    return None if text is None else Decimal(text)
 
 
 def _str(value: Decimal | None) -> str | None:
