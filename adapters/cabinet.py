@@ -244,25 +244,5 @@ async def consumption_charts(engine: Any, number: str, now: Any) -> list[dict[st
 
 def install(gateway: Gateway, app: web.Application) -> None:
     """Mount `/cabinet/` unless `[cabinet] enabled = false`."""
-    config = gateway.config.cabinet
-    if not config.enabled:
-        return
-    sessions = web_auth.WebSessions("mg_cabinet", HOME, config)
-    sub = web.Application(
-        middlewares=[web_auth.pages_middleware(HOME), sessions.middleware, web_auth.csrf_protect]
-    )
-    web_auth.setup_templates(sub, gateway.calendar)
-    sub.add_routes(routes)
-    sub.router.add_static("/static/", web_auth.STATIC)
-
-    async def start(_app: web.Application) -> None:
-        await sessions.start(gateway.engine, gateway.clock())
-
-    app.on_startup.append(start)
-
-    async def redirect(_request: web.Request) -> web.Response:
-        raise web.HTTPMovedPermanently(HOME)
-
-    app.router.add_get("/cabinet", redirect)
-    app.add_subapp(HOME, sub)
-    gateway.health_probes["cabinet"] = lambda: {"status": "ok" if sessions.ready else "down"}
+    if gateway.config.cabinet.enabled:
+        web_auth.mount_site(gateway, app, HOME, "mg_cabinet", routes, "cabinet")

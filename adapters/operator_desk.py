@@ -244,24 +244,5 @@ async def review(request: web.Request) -> web.Response:
 
 def install(gateway: Gateway, app: web.Application) -> None:
     """Mount `/operator/` unless `[operators] enabled = false`."""
-    if not gateway.config.operators.enabled:
-        return
-    sessions = web_auth.WebSessions("mg_operator", HOME, gateway.config.cabinet)
-    sub = web.Application(
-        middlewares=[web_auth.pages_middleware(HOME), sessions.middleware, web_auth.csrf_protect]
-    )
-    web_auth.setup_templates(sub, gateway.calendar)
-    sub.add_routes(routes)
-    sub.router.add_static("/static/", web_auth.STATIC)
-
-    async def start(_app: web.Application) -> None:
-        await sessions.start(gateway.engine, gateway.clock())
-
-    app.on_startup.append(start)
-
-    async def redirect(_request: web.Request) -> web.Response:
-        raise web.HTTPMovedPermanently(HOME)
-
-    app.router.add_get("/operator", redirect)
-    app.add_subapp(HOME, sub)
-    gateway.health_probes["operator_desk"] = lambda: {"status": "ok" if sessions.ready else "down"}
+    if gateway.config.operators.enabled:
+        web_auth.mount_site(gateway, app, HOME, "mg_operator", routes, "operator_desk")

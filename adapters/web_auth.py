@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp_jinja2
 import jinja2
@@ -38,6 +38,9 @@ from cryptography.fernet import Fernet
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+if TYPE_CHECKING:
+    from gateway.service import Gateway
 
 from adapters.app_keys import CALENDAR, CLOCK, CONFIG, ENGINE
 from gateway.calendar import WorkCalendar
@@ -496,3 +499,26 @@ async def notify(request: web.Request, text: str) -> None:
 def web_config(request: web.Request) -> Config:
     config: Config = request.config_dict[CONFIG]
     return config
+
+
+def mount_site(
+    gateway: Gateway, app: web.Application, home: str, cookie: str, routes: web.RouteTableDef, probe: str
+) -> None:
+    """Mount one signed-in site (the cabinet or the desk) at `home` with its own session cookie."""
+    sessions = WebSessions(cookie, home, gateway.config.cabinet)
+    sub = web.Application(middlewares=[pages_middleware(home), sessions.middleware, csrf_protect])
+    setup_templates(sub, gateway.calendar)
+    sub.add_routes(routes)
+    sub.router.add_static("/static/", STATIC)
+
+    async def start(_app: web.Application) -> None:
+        await sessions.start(gateway.engine, gateway.clock())
+
+    app.on_startup.append(start)
+
+    async def redirect(_request: web.Request) -> web.Response:
+        raise web.HTTPMovedPermanently(home)
+
+    app.router.add_get(home.rstrip("/"), redirect)
+    app.add_subapp(home, sub)
+    gateway.health_probes[probe] = lambda: {"status": "ok" if sessions.ready else "down"}
