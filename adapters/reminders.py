@@ -3,8 +3,9 @@
 A background job of the gateway (installed when some channel registered a notifier; SMS does
 when `[sms] sendsms_url` is set). Every `[sms] reminder_check_seconds` it asks:
 
-* Is it a sending hour? Only 10:00-21:00 in the residents' time zone (`[calendar] timezone`,
-  the branch's zone) and never on a public holiday (`WorkCalendar.quiet_hours_ok`).
+* Is it a sending hour? Only 10:00-21:00 in the resident's time zone (the account's `timezone`
+  from the registry, else `[calendar] timezone`, the branch's zone) and never on a public holiday
+  (`WorkCalendar.quiet_hours_ok`).
 * Which reminder is due? The window of the current period runs from `window_start_day` to the
   day before `cutoff_day`. "window_start" goes on the first day of the window on which sending
   is allowed (or, after an outage, on the next one); "last_day" on the window's last day, or on
@@ -32,12 +33,14 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.calendar import WorkCalendar, billing_period, period_window
 from gateway.config import Config
 from gateway.intake import Clock
 from gateway.privacy import mask_phones_in
+from gateway.store.schema import accounts
 from gateway.store.schema_sms import (
     accounts_without_reading,
     claim_reminder,
@@ -143,13 +146,22 @@ class ReminderJob:
     notifiers: list[Notifier]
     status: JobStatus = field(default_factory=JobStatus)
 
-    def _sending_hours(self) -> bool:
-        return self.calendar.quiet_hours_ok(self.clock(), START_HOUR, END_HOUR)
+    zones: dict[int, str] = field(default_factory=dict)  # account id -> its own time zone, if any
+    _calendars: dict[str, WorkCalendar] = field(default_factory=dict)
+
+    def _sending_hours(self, zone: str | None = None) -> bool:
+        """Within 10:00-21:00 and not a public holiday, in `zone` (default: the branch's)."""
+        calendar = self.calendar
+        if zone and zone != str(self.calendar.timezone):
+            if zone not in self._calendars:
+                self._calendars[zone] = WorkCalendar(zone, self.config.calendar.holidays_override)
+            calendar = self._calendars[zone]
+        return calendar.quiet_hours_ok(self.clock(), START_HOUR, END_HOUR)
 
     async def run_once(self) -> int:
         """One pass: send what is due now; returns how many reminders went out."""
         self.status.last_run_at = self.clock()
-        if not self.notifiers or not self._sending_hours():
+        if not self.notifiers:
             return 0
         cal = self.config.calendar
         due = due_reminder(self.calendar, cal.window_start_day, cal.cutoff_day, self.clock())
@@ -157,6 +169,9 @@ class ReminderJob:
             return 0
         async with self.engine.connect() as conn:
             missing = await accounts_without_reading(conn, due.period)
+            self.zones = await account_zones(conn, list(missing))
+        if not any(self._sending_hours(z) for z in {None, *self.zones.values()}):
+            return 0
         sent = 0
         for notifier in self.notifiers:
             if missing:
@@ -169,8 +184,10 @@ class ReminderJob:
             done = await reminded(conn, notifier.channel, due.period, due.kind)
         sent = failures = 0
         for recipient in sorted(set(contacts) - done):
-            if not self._sending_hours():
-                break
+            # The resident's own zone: of the first of their accounts that has one.
+            zone = next((self.zones[a] for a in contacts[recipient] if a in self.zones), None)
+            if not self._sending_hours(zone):
+                continue  # a later pass sends it, once it is daytime there
             where = {
                 "channel": notifier.channel,
                 "recipient": recipient,
@@ -218,6 +235,18 @@ class ReminderJob:
     async def close(self) -> None:
         for notifier in self.notifiers:
             await notifier.close()
+
+
+async def account_zones(conn: AsyncConnection, account_ids: list[int]) -> dict[int, str]:
+    """The accounts among `account_ids` whose registry row names a time zone of their own."""
+    if not account_ids:
+        return {}
+    rows = await conn.execute(
+        select(accounts.c.id, accounts.c.timezone).where(
+            accounts.c.id.in_(account_ids), accounts.c.timezone.is_not(None)
+        )
+    )
+    return {r.id: r.timezone for r in rows}
 
 
 NOTIFIERS: web.AppKey[list[Notifier]] = web.AppKey("reminder_notifiers")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy import text as sql_text
@@ -25,7 +26,7 @@ from gateway.privacy import normalize_phone
 from gateway.store.schema import accounts, meter_state, meters, phones
 
 COLUMNS = ("account", "meter_serial", "meter_model", "zones", "digits", "phones", "max_power_kw", "address")
-OPTIONAL = ("active",)
+OPTIONAL = ("active", "timezone")
 ZONE_SETS = {"T": ("T",), "T1;T2": ("T1", "T2"), "T1;T2;T3": ("T1", "T2", "T3")}
 _ACCOUNT = re.compile(r"^\d{4,16}$")
 _SERIAL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$")
@@ -45,6 +46,7 @@ class RegistryRow:
     max_power_kw: Decimal | None
     address: str
     active: bool
+    timezone: str | None = None  # the resident's zone when it differs from the branch's
 
 
 @dataclass
@@ -129,6 +131,12 @@ def _parse_row(line: int, row: dict[str, str]) -> RegistryRow:
             raise ValueError(f"max_power_kw {row['max_power_kw']!r} is not a number") from None
         if not power.is_finite() or power <= 0 or power > 100000:
             raise ValueError(f"max_power_kw {row['max_power_kw']!r} must be above 0 and at most 100000")
+    zone = row.get("timezone") or None
+    if zone is not None:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone {zone!r} is not an IANA time zone like Asia/Yekaterinburg") from None
     active_text = row.get("active", "1").lower() or "1"
     if active_text not in ("1", "0", "true", "false", "yes", "no"):
         raise ValueError(f"active {active_text!r} is not 1 or 0")
@@ -143,6 +151,7 @@ def _parse_row(line: int, row: dict[str, str]) -> RegistryRow:
         max_power_kw=power,
         address=row["address"],
         active=active_text in ("1", "true", "yes"),
+        timezone=zone,
     )
 
 
@@ -167,7 +176,9 @@ async def import_registry(
         # row of that account is reported changed even if its meter stayed the same.
         changed_accounts: set[str] = set()
         for number, group in by_account.items():
-            account_ids[number], address_changed = await _upsert_account(conn, number, group[0].address, now)
+            account_ids[number], address_changed = await _upsert_account(
+                conn, number, group[0].address, group[0].timezone, now
+            )
             phones_changed = await _replace_phones(conn, account_ids[number], _phones_of(group))
             if address_changed or phones_changed:
                 changed_accounts.add(number)
@@ -189,20 +200,26 @@ def _phones_of(group: Iterable[RegistryRow]) -> list[str]:
 
 
 async def _upsert_account(
-    conn: AsyncConnection, number: str, address: str, now: datetime
+    conn: AsyncConnection, number: str, address: str, zone: str | None, now: datetime
 ) -> tuple[int, bool]:
-    """The account's id, and whether an existing account's address changed."""
+    """The account's id, and whether an existing account's address or time zone changed."""
     row = (
-        await conn.execute(select(accounts.c.id, accounts.c.address).where(accounts.c.number == number))
+        await conn.execute(
+            select(accounts.c.id, accounts.c.address, accounts.c.timezone).where(accounts.c.number == number)
+        )
     ).first()
     if row is None:
         result = await conn.execute(
-            insert(accounts).values(number=number, address=address, updated_at=now).returning(accounts.c.id)
+            insert(accounts)
+            .values(number=number, address=address, timezone=zone, updated_at=now)
+            .returning(accounts.c.id)
         )
         return int(result.scalar_one()), False
-    if row.address != address:
+    if (row.address, row.timezone) != (address, zone):
         await conn.execute(
-            update(accounts).where(accounts.c.id == row.id).values(address=address, updated_at=now)
+            update(accounts)
+            .where(accounts.c.id == row.id)
+            .values(address=address, timezone=zone, updated_at=now)
         )
         return int(row.id), True
     return int(row.id), False

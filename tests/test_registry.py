@@ -270,3 +270,24 @@ async def test_concurrent_imports_do_not_collide(db_url: str, tmp_path: Path) ->
         assert await _counts(check) == {"accounts": 6, "meters": 7, "phones": 5, "meter_state": 10}
     finally:
         await check.dispose()
+
+
+async def test_an_accounts_own_time_zone_is_checked_and_kept(engine: AsyncEngine, tmp_path: Path) -> None:
+    from sqlalchemy import select
+
+    from gateway.store.schema import accounts as accounts_table
+
+    path = tmp_path / "zones.csv"
+    path.write_text(
+        "account,meter_serial,meter_model,zones,digits,phones,max_power_kw,address,timezone\n"
+        "1000001,Z-1,M,T,6,,10,Екатеринбург,Asia/Yekaterinburg\n"
+        "1000002,Z-2,M,T,6,,10,Москва,\n"
+        "1000003,Z-3,M,T,6,,10,Нигде,Mars/Olympus\n",
+        encoding="utf-8",
+    )
+    report = await import_registry(engine, path)
+    assert report.added == 2
+    assert report.refused == [(4, "timezone 'Mars/Olympus' is not an IANA time zone like Asia/Yekaterinburg")]
+    async with engine.connect() as conn:
+        zones = dict((await conn.execute(select(accounts_table.c.number, accounts_table.c.timezone))).all())
+    assert zones == {"1000001": "Asia/Yekaterinburg", "1000002": None}

@@ -181,6 +181,27 @@ async def test_nothing_outside_sending_hours(
     assert notifier.sent == []
 
 
+async def test_each_resident_is_reminded_in_their_own_time_zone(
+    engine: AsyncEngine, world: tuple[Intake, Config, WorkCalendar], clock: FakeClock, tmp_path: Path
+) -> None:
+    # Account 1000001 lives in Yekaterinburg (UTC+5): its 10:00 is 08:00 in Moscow.
+    registry = tmp_path / "zones.csv"
+    registry.write_text(
+        "account,meter_serial,meter_model,zones,digits,phones,max_power_kw,address,timezone\n"
+        "1000001,M-1,Меркурий 201,T,6,+79161234567,10,Екатеринбург,Asia/Yekaterinburg\n",
+        encoding="utf-8",
+    )
+    report = await import_registry(engine, registry)
+    assert report.changed == 1 and not report.refused
+    clock.now = at(17, 8, 30)  # 08:30 Moscow, 10:30 Yekaterinburg
+    notifier = FakeNotifier()
+    assert await job(engine, world, clock, notifier).run_once() == 1
+    assert [r for r, _ in notifier.sent] == ["+79161234567"]
+    clock.now = at(17, 19, 30)  # 19:30 Moscow, 21:30 Yekaterinburg: the rest, not the Urals
+    assert await job(engine, world, clock, notifier).run_once() == 3
+    assert "+79161234567" not in [r for r, _ in notifier.sent[1:]]
+
+
 async def test_no_reminders_on_a_public_holiday(
     engine: AsyncEngine, world: tuple[Intake, Config, WorkCalendar], clock: FakeClock, tmp_path: Path
 ) -> None:

@@ -64,6 +64,7 @@ accounts = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("number", String(32), nullable=False, unique=True),
     Column("address", Text, nullable=False, default=""),
+    Column("timezone", String(64), nullable=True),  # the resident's own zone, when not the branch's
     Column("updated_at", UtcDateTime(), nullable=False),
 )
 
