@@ -1,0 +1,383 @@
+"""Modbus polling benchmark: `.venv/bin/python -m load_tests.modbus_poll`.
+
+TCP: 1,000 simulated meters (Eastron SDM120 register maps, one pymodbus TCP server each, all in
+a separate server process so their CPU is not counted against the poller) are polled:
+
+1. by a bare pymodbus loop: one AsyncModbusTcpClient per meter reading the same blocks, as many
+   at once as the poller allows, nothing decoded or stored (the baseline);
+2. by the poller (adapters/modbus_poller.BusWorker) with the intake stubbed out: read plan,
+   timeouts, error accounting, decoding, zone mapping, building the submission;
+3. by the poller with the real intake on SQLite (validation, group commit, durable storage).
+
+Each reports the time of one cycle over all meters and the CPU seconds the polling process
+used for it, after a first cycle that opens the connections.
+
+RTU: a socat pty pair, a pymodbus RTU server with 10 meters in another process, the poller on
+the other end; requests per second achieved against the wire limit computed from the baud rate
+and the frame sizes (a pty does not slow bytes down to the baud rate, so the achieved rate shows
+the poller's own cost per request and the silent interval it keeps).
+
+Prints a table and one JSON line. Bounded in time and traffic; loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from gateway.config import ModbusBusConfig, ModbusConfig, load_config
+from gateway.model import Status, Submission, Verdict
+
+PROFILE = "eastron_sdm120"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# --------------------------------------------------------------------------- server process
+
+
+async def _serve_tcp(count: int) -> None:
+    from gateway.demo.modbus_sim import SimulatedBus, SimulatedMeter
+    from gateway.profiles import load_profiles
+
+    profile = load_profiles(ROOT / "firmware_profiles")[PROFILE]
+    buses = []
+    ports = []
+    for i in range(count):
+        bus = SimulatedBus([SimulatedMeter(profile, 1, {"import_total": 1000 + i, "serial": 50000000 + i})])
+        ports.append(await bus.start_tcp("127.0.0.1", 0))
+        buses.append(bus)
+    print(json.dumps({"ports": ports}), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent closes it
+
+
+async def _serve_rtu(device: str, baudrate: int, units: int) -> None:
+    from gateway.demo.modbus_sim import SimulatedBus, SimulatedMeter
+    from gateway.profiles import load_profiles
+
+    profile = load_profiles(ROOT / "firmware_profiles")[PROFILE]
+    bus = SimulatedBus(
+        [
+            SimulatedMeter(profile, u, {"import_total": 1000 + u, "serial": 60000000 + u})
+            for u in range(1, units + 1)
+        ]
+    )
+    await bus.start_rtu(device, baudrate=baudrate)
+    print(json.dumps({"ready": True}), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+
+def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
+    """A simulator process of this module; it runs until its standard input is closed."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "load_tests.modbus_poll", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+    )
+
+
+def _spawn_socat(socat: str, a: Path, b: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [socat, f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _cpu_of(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+class _StubIntake:
+    async def submit(self, sub: Submission) -> Verdict:
+        return Verdict(Status.ACCEPTED, (), None)
+
+
+async def _poller_cycle(worker: Any, concurrency: int) -> tuple[float, float]:
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(m: Any) -> None:
+        async with sem:
+            await worker.poll_meter(m)
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(one(m) for m in worker.meters))
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+async def _bare_cycle(
+    clients: list[Any], blocks: list[tuple[int, int, int]], concurrency: int
+) -> tuple[float, float]:
+    sem = asyncio.Semaphore(concurrency)
+    failures = 0
+
+    async def one(client: Any) -> None:
+        nonlocal failures
+        async with sem:
+            for fc, address, count in blocks:
+                if fc == 3:
+                    reply = await client.read_holding_registers(address, count=count, device_id=1)
+                else:
+                    reply = await client.read_input_registers(address, count=count, device_id=1)
+                failures += reply.isError()
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(one(c) for c in clients))
+    assert failures == 0
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _registry_csv(path: Path, count: int) -> None:
+    lines = ["account,meter_serial,meter_model,zones,digits,phones,max_power_kw,address"]
+    lines += [f"{7000000 + i},LT-{i:05d},SDM120,T,7,,15,load test {i}" for i in range(count)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+async def bench_tcp(count: int, cycles: int, concurrency: int) -> dict[str, Any]:
+    from pymodbus.client import AsyncModbusTcpClient
+
+    from adapters.modbus_poller import BusWorker, ModbusPoller, load_modbus_profiles, read_plan
+    from gateway.calendar import WorkCalendar
+    from gateway.intake import Intake
+    from gateway.metrics import Metrics
+    from gateway.registry import import_registry
+    from gateway.store.database import create_engine
+    from gateway.store.migrate import upgrade
+
+    server = _spawn(["--serve-tcp", str(count)])
+    assert server.stdout is not None and server.stdin is not None
+    try:
+        ports = json.loads(server.stdout.readline())["ports"]
+        tmp = Path(tempfile.mkdtemp(prefix="modbus-bench-"))
+        url = f"sqlite+aiosqlite:///{tmp / 'bench.db'}"
+        config = load_config(None, {"GATEWAY_DATABASE_URL": url})
+        engine = create_engine(url)
+        await upgrade(engine)
+        _registry_csv(tmp / "registry.csv", count)
+        await import_registry(engine, tmp / "registry.csv")
+        bus = ModbusBusConfig(
+            name="bench",
+            transport="tcp",
+            meters=[
+                {"unit": 1, "serial": f"LT-{i:05d}", "profile": PROFILE, "host": "127.0.0.1", "port": p}
+                for i, p in enumerate(ports)
+            ],
+            max_concurrency=concurrency,
+            latency_ms=2000,
+        )
+        modbus = ModbusConfig(buses=[bus])
+        profiles = load_modbus_profiles(modbus)
+        blocks = [(b.function, b.address, b.count) for b in read_plan(profiles[PROFILE])]
+        metrics = Metrics()
+        calendar = WorkCalendar(config.calendar.timezone, None)
+        intake = Intake(engine, config, calendar, metrics, lambda: datetime.now(UTC))
+        await intake.start()
+        out: dict[str, Any] = {"meters": count, "requests_per_meter": len(blocks), "concurrency": concurrency}
+
+        # 1. bare pymodbus
+        clients = [AsyncModbusTcpClient("127.0.0.1", port=p, retries=0, reconnect_delay=0) for p in ports]
+        await asyncio.gather(*(c.connect() for c in clients))
+        server_cpu0 = _cpu_of(server.pid)
+        bare = [await _bare_cycle(clients, blocks, concurrency) for _ in range(cycles + 1)][1:]
+        out["bare_server_cpu_per_cycle"] = (_cpu_of(server.pid) - server_cpu0) / (cycles + 1)
+        for c in clients:
+            c.close()
+
+        # 2. and 3. the poller, stub intake then the real one
+        for label, submit in (("poller_stub_intake", _StubIntake()), ("poller_sqlite_intake", intake)):
+            gw = SimpleNamespace(
+                engine=engine, clock=lambda: datetime.now(UTC), metrics=Metrics(), intake=submit
+            )
+            poller = ModbusPoller(gw, modbus, profiles)  # type: ignore[arg-type]
+            worker = BusWorker(poller, bus)
+            first = await _poller_cycle(worker, concurrency)
+            server_cpu0 = _cpu_of(server.pid)
+            runs = [await _poller_cycle(worker, concurrency) for _ in range(cycles)]
+            out[f"{label}_server_cpu_per_cycle"] = (_cpu_of(server.pid) - server_cpu0) / cycles
+            failing = [m.address for m in worker.meters if m.status != "ok"]
+            out[label] = _summary(runs) | {"first_cycle_s": round(first[0], 3), "meters_not_ok": len(failing)}
+            for link in worker.links.values():
+                link.close()
+        out["bare_pymodbus"] = _summary(bare)
+        await intake.stop()
+        await engine.dispose()
+        shutil.rmtree(tmp, ignore_errors=True)
+        return out
+    finally:
+        server.stdin.close()
+        server.wait(10)
+
+
+def _summary(runs: list[tuple[float, float]]) -> dict[str, float]:
+    return {
+        "cycle_s": round(statistics.median(r[0] for r in runs), 3),
+        "cpu_s": round(statistics.median(r[1] for r in runs), 3),
+    }
+
+
+async def bench_rtu(baudrate: int, seconds: float, units: int) -> dict[str, Any]:
+    from adapters.modbus_link import LineTiming, rtu_reply_bytes
+    from adapters.modbus_poller import BusWorker, ModbusPoller, load_modbus_profiles, read_plan
+
+    socat = shutil.which("socat")
+    if socat is None:
+        return {"skipped": "socat is not installed"}
+    tmp = Path(tempfile.mkdtemp(prefix="modbus-rtu-"))
+    a, b = tmp / "a", tmp / "b"
+    line = _spawn_socat(socat, a, b)
+    server = None
+    try:
+        for _ in range(200):
+            if a.exists() and b.exists():
+                break
+            await asyncio.sleep(0.01)
+        server = _spawn(["--serve-rtu", str(b), "--baud", str(baudrate), "--units", str(units)])
+        assert server.stdout is not None
+        json.loads(server.stdout.readline())
+        bus = ModbusBusConfig(
+            name="rtu-bench",
+            transport="rtu",
+            device=str(a),
+            baudrate=baudrate,
+            meters=[{"unit": u, "serial": f"RT-{u}", "profile": PROFILE} for u in range(1, units + 1)],
+            latency_ms=50,
+        )
+        modbus = ModbusConfig(buses=[bus])
+        profiles = load_modbus_profiles(modbus)
+        gw = SimpleNamespace(
+            engine=None, clock=lambda: datetime.now(UTC), metrics=_metrics(), intake=_StubIntake()
+        )
+        poller = ModbusPoller(gw, modbus, profiles)  # type: ignore[arg-type]
+        worker = BusWorker(poller, bus)
+        worker._registry_zones = _no_registry  # type: ignore[method-assign]
+        worker._remember = _nothing  # type: ignore[method-assign,assignment]  # no database here
+        link = worker.meters[0].link
+        deadline = time.perf_counter() + seconds
+        polls = 0
+        cpu, wall = time.process_time(), time.perf_counter()
+        requests0 = link.stats.requests
+        while time.perf_counter() < deadline:
+            for m in worker.meters:
+                await worker.poll_meter(m)
+                polls += 1
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        requests = link.stats.requests - requests0
+        plan = read_plan(profiles[PROFILE])
+        timing = LineTiming(baudrate)
+        per_poll_wire = sum(
+            timing.frame_seconds(8)
+            + timing.frame_seconds(rtu_reply_bytes(blk.count))
+            + 2 * timing.silent_interval
+            for blk in plan
+        )
+        failing = sum(1 for m in worker.meters if m.status != "ok")
+        link.close()
+        return {
+            "baudrate": baudrate,
+            "units": units,
+            "requests": requests,
+            "requests_per_s": round(requests / wall, 1),
+            "wire_limit_requests_per_s": round(len(plan) / per_poll_wire, 1),
+            "meter_polls_per_s": round(polls / wall, 1),
+            "wire_limit_meter_polls_per_s": round(1 / per_poll_wire, 1),
+            "cpu_ms_per_request": round(1000 * cpu / max(requests, 1), 3),
+            "silent_interval_ms": round(1000 * timing.silent_interval, 3),
+            "meters_not_ok": failing,
+        }
+    finally:
+        if server is not None and server.stdin is not None:
+            server.stdin.close()
+            server.wait(10)
+        line.terminate()
+        line.wait(5)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def _no_registry(serial: str) -> tuple[str, ...] | None:
+    return ("T",)
+
+
+async def _nothing(*args: Any) -> None:
+    return None
+
+
+def _metrics() -> Any:
+    from gateway.metrics import Metrics
+
+    return Metrics()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m load_tests.modbus_poll", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--meters", type=int, default=1000)
+    parser.add_argument("--cycles", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--rtu-seconds", type=float, default=5.0)
+    parser.add_argument("--serve-tcp", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-rtu", help=argparse.SUPPRESS)
+    parser.add_argument("--baud", type=int, default=9600, help=argparse.SUPPRESS)
+    parser.add_argument("--units", type=int, default=10, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    import logging
+
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    if args.serve_tcp:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * args.serve_tcp + 256)), hard))
+        asyncio.run(_serve_tcp(args.serve_tcp))
+        return 0
+    if args.serve_rtu:
+        asyncio.run(_serve_rtu(args.serve_rtu, args.baud, args.units))
+        return 0
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * args.meters + 256)), hard))
+    tcp = asyncio.run(bench_tcp(args.meters, args.cycles, args.concurrency))
+    rtu = [asyncio.run(bench_rtu(baud, args.rtu_seconds, 10)) for baud in (9600, 115200)]
+    print(
+        f"Modbus TCP: {tcp['meters']} meters x {tcp['requests_per_meter']} requests, {tcp['concurrency']} at once"
+    )
+    print(f"  {'':28} {'cycle s':>8} {'CPU s':>7} {'server CPU s':>13}")
+    for key, server_key in (
+        ("bare_pymodbus", "bare_server_cpu_per_cycle"),
+        ("poller_stub_intake", "poller_stub_intake_server_cpu_per_cycle"),
+        ("poller_sqlite_intake", "poller_sqlite_intake_server_cpu_per_cycle"),
+    ):
+        row = tcp[key]
+        print(f"  {key:28} {row['cycle_s']:>8.3f} {row['cpu_s']:>7.3f} {tcp[server_key]:>13.3f}")
+    for r in rtu:
+        if "skipped" in r:
+            print(f"Modbus RTU: skipped ({r['skipped']})")
+            continue
+        print(
+            f"Modbus RTU {r['baudrate']} baud, {r['units']} meters: {r['requests_per_s']} requests/s "
+            f"(wire limit {r['wire_limit_requests_per_s']}), {r['meter_polls_per_s']} meter polls/s "
+            f"(wire limit {r['wire_limit_meter_polls_per_s']}), {r['cpu_ms_per_request']} ms CPU/request"
+        )
+    print(json.dumps({"modbus_tcp": tcp, "modbus_rtu": rtu}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,527 @@
+"""SMS through the Kannel route: inbound SMS per second and p99 latency, beside a bare aiohttp baseline.
+
+    .venv/bin/python -m load_tests.sms_kannel [--duration 10] [--connections 32] [--postgres auto|no]
+
+Phases (each server and the load generator are separate processes):
+
+1. baseline: a bare aiohttp server answering `GET /channels/sms/kannel` with a fixed reply
+   (same Python, aiohttp and event loop as the gateway; no middleware, no database);
+2. `meter-gateway run` on SQLite, then on PostgreSQL (database `mg_sms_bench` on 127.0.0.1:5432,
+   dropped after; skipped when PostgreSQL does not answer): the load generator calls the route
+   exactly as smsbox's sms-service does (`from`, `to`, `text`, `id`, `ts`, `key`), one SMS per
+   request, from `--phones` registered phones, each sending increasing single-rate readings, and
+   checks every reply is a confirmation ("Принято: ...");
+3. end to end through real Kannel (when installed): fakesmsc sends `--kannel-messages` SMS as
+   fast as it can; bearerbox -> smsbox -> the gateway (SQLite) -> replies back to fakesmsc. The
+   figure is SMS per second from the first sent to the last reply received.
+
+Prints a table at the end. The per-sender reply budget is raised for the run, so every SMS is
+answered (a withheld reply would be cheaper, not dearer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "bench-kannel-key"
+PG_ADMIN_URL = os.environ.get("GATEWAY_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+PG_DATABASE = "mg_sms_bench"
+ROUTE = "/channels/sms/kannel"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def phone(i: int) -> str:
+    return f"+7900{i:07d}"
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+
+
+# -- the bare baseline server -----------------------------------------------------------------
+
+
+def serve_bare(port: int) -> None:
+    """Baseline: reads the query, answers a fixed reply SMS; nothing else."""
+    from aiohttp import web
+
+    reply = "Принято: 12345 (л/с 1000001). №1"
+
+    async def kannel(request: web.Request) -> web.Response:
+        _ = request.query.get("text")
+        return web.Response(
+            text=reply, content_type="text/plain", charset="utf-8", headers={"X-Kannel-Coding": "2"}
+        )
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(text='{"status":"ok"}', content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get(ROUTE, kannel)
+    app.router.add_get("/healthz", healthz)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, backlog=1024, print=None)
+
+
+# -- the load generator -----------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    requests: int = 0
+    confirmed: int = 0
+    errors: int = 0
+    latencies: list[float] = field(default_factory=list)
+    other_replies: dict[str, int] = field(default_factory=dict)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _worker(
+    http: Any, url: str, phones: list[int], window: tuple[float, float], tally: Tally, check: bool
+) -> None:
+    start, end = window
+    steps = dict.fromkeys(phones, 0)
+    turn = 0
+    while True:
+        sent_at = time.perf_counter()
+        if sent_at >= end:
+            return
+        who = phones[turn % len(phones)]
+        turn += 1
+        steps[who] += 1
+        value = Decimal(1000) + Decimal(steps[who]) / 100  # +0.01 kWh a message: always plausible
+        params = {
+            "from": phone(who),
+            "to": "7377",
+            "text": f"{value}",
+            "id": uuid.uuid4().hex,
+            "ts": "2026-11-17 12:00:00",
+            "coding": "0",
+            "charset": "UTF-8",
+            "key": KEY,
+        }
+        try:
+            async with http.get(url, params=params) as resp:
+                body = await resp.text()
+                status = resp.status
+        except Exception:
+            tally.errors += 1
+            await asyncio.sleep(0.05)
+            continue
+        done = time.perf_counter()
+        if not start <= sent_at or done > end:
+            continue
+        tally.requests += 1
+        tally.latencies.append(done - sent_at)
+        if status != 200:
+            tally.errors += 1
+        elif not check or body.startswith("Принято"):
+            tally.confirmed += 1
+        else:
+            key = body[:40]
+            tally.other_replies[key] = tally.other_replies.get(key, 0) + 1
+
+
+async def run_client(
+    url: str, connections: int, phones: int, duration: float, warmup: float, check: bool
+) -> dict[str, Any]:
+    import aiohttp
+
+    tally = Tally()
+    groups = [list(range(w + 1, phones + 1, connections)) for w in range(connections)]
+    connector = aiohttp.TCPConnector(limit=connections)
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as http:
+        now = time.perf_counter()
+        window = (now + warmup, now + warmup + duration)
+        await asyncio.gather(*(_worker(http, url, g, window, tally, check) for g in groups if g))
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    return {
+        "requests": tally.requests,
+        "confirmed": tally.confirmed,
+        "errors": tally.errors,
+        "other_replies": tally.other_replies,
+        "sms_per_s": tally.requests / duration,
+        "p50_ms": percentile(tally.latencies, 0.50) * 1000,
+        "p99_ms": percentile(tally.latencies, 0.99) * 1000,
+        "client_cpu": cpu / (duration + warmup),
+    }
+
+
+# -- orchestration ----------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    name: str
+    command: list[str]
+    port: int
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 120.0) -> None:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(self.command, stdout=log, stderr=log, env=clean_env(), cwd=ROOT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {self.log}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not answer /healthz within {timeout:g} s; see {self.log}")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as r:
+            return str(r.read().decode())
+
+
+def write_registry(path: Path, phones: int) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("account,meter_serial,meter_model,zones,digits,phones,max_power_kw,address\n")
+        for i in range(1, phones + 1):
+            f.write(f"{5000000 + i},SMS-{i:06d},Меркурий 201,T,7,{phone(i)},,ул. СМС {i}\n")
+
+
+def write_config(path: Path, db_url: str, port: int, registry: Path) -> None:
+    path.write_text(
+        f"""[database]
+url = "{db_url}"
+
+[http]
+host = "127.0.0.1"
+port = {port}
+
+[registry]
+csv = "{registry}"
+
+[sms]
+kannel_key = "{KEY}"
+replies_per_hour = 1000000
+""",
+        encoding="utf-8",
+    )
+
+
+def client_phase(args: argparse.Namespace, server: Server, check: bool) -> dict[str, Any]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "load_tests.sms_kannel",
+        "client",
+        "--url",
+        f"http://127.0.0.1:{server.port}{ROUTE}",
+        "--connections",
+        str(args.connections),
+        "--phones",
+        str(args.phones),
+        "--duration",
+        str(args.duration),
+    ]
+    if not check:
+        cmd.append("--no-check")
+    assert server.proc is not None
+    cpu0 = cpu_seconds(server.proc.pid)
+    out = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(), cwd=ROOT)
+    if out.returncode != 0:
+        raise RuntimeError(f"load client failed:\n{out.stderr[-3000:]}")
+    result: dict[str, Any] = orjson.loads(out.stdout.strip().splitlines()[-1])
+    result["server_cpu"] = (cpu_seconds(server.proc.pid) - cpu0) / (args.duration + 1.0)
+    return result
+
+
+def stored_inbound(db_url: str) -> int:
+    async def go() -> int:
+        from sqlalchemy import func, select
+
+        from gateway.store.database import create_engine
+        from gateway.store.schema import inbound
+
+        engine = create_engine(db_url)
+        try:
+            async with engine.connect() as conn:
+                return int((await conn.execute(select(func.count()).select_from(inbound))).scalar_one())
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+def pg_available() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def pg_admin(sql: str) -> None:
+    async def go() -> None:
+        from sqlalchemy import text
+
+        from gateway.store.database import create_engine
+
+        engine = create_engine(PG_ADMIN_URL)
+        try:
+            async with engine.connect() as conn:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await conn.execute(text(sql))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(go())
+
+
+def route_p99_from_metrics(text: str) -> float | None:
+    """Upper bound (ms) of the bucket holding the 99th percentile of the route's server-side latency."""
+    buckets: list[tuple[float, float]] = []
+    for line in text.splitlines():
+        if line.startswith("gateway_http_request_seconds_bucket") and f'route="{ROUTE}"' in line:
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    total = buckets[-1][1]
+    for le, count in sorted(buckets):
+        if count >= 0.99 * total:
+            return le * 1000
+    return None
+
+
+def bench_gateway(
+    args: argparse.Namespace, tmp: Path, name: str, db_url: str, registry: Path
+) -> dict[str, Any]:
+    port = free_port()
+    config = tmp / f"{name}.toml"
+    write_config(config, db_url, port, registry)
+    server = Server(
+        f"gateway ({name})",
+        [str(BIN / "meter-gateway"), "run", "--config", str(config)],
+        port,
+        tmp / f"{name}.log",
+    )
+    print(f"  {server.name}: starting (imports {args.phones} accounts) ...", flush=True)
+    server.start()
+    try:
+        result = client_phase(args, server, check=True)
+    finally:
+        server.stop()
+    result["stored"] = stored_inbound(db_url)
+    return result
+
+
+def bench_kannel(args: argparse.Namespace, tmp: Path, registry: Path) -> dict[str, Any]:
+    sys.path.insert(0, str(ROOT))
+    from tests.kannel_rig import KannelRig, kannel_binaries
+
+    if kannel_binaries() is None:
+        return {"skipped": "Kannel is not installed (kannel, kannel-extras)"}
+    db_url = f"sqlite+aiosqlite:///{tmp / 'kannel.db'}"
+    port = free_port()
+    config = tmp / "kannel.toml"
+    write_config(config, db_url, port, registry)
+    server = Server(
+        "gateway (Kannel)",
+        [str(BIN / "meter-gateway"), "run", "--config", str(config)],
+        port,
+        tmp / "kannel-gw.log",
+    )
+    server.start()
+    rig = KannelRig(tmp / "kannel", port, KEY)
+    n = args.kannel_messages
+    # Registered phones sending plausible readings; fakesmsc picks among them at random.
+    messages = ["-m", str(n)] + [
+        f"{phone(i)} 7377 text {1000 + i}" for i in range(1, min(args.phones, 300) + 1)
+    ]
+    try:
+        started = time.monotonic()
+        rig.start(messages=messages)
+        deadline = time.monotonic() + args.kannel_timeout
+        while len(rig.received) < n and time.monotonic() < deadline:
+            time.sleep(0.02)
+        elapsed = time.monotonic() - started
+        received = len(rig.received)
+        p99 = route_p99_from_metrics(server.metrics())
+    finally:
+        rig.stop()
+        server.stop()
+    confirmed = sum(1 for m in rig.received if m.text.startswith("Принято"))
+    return {
+        "sent": n,
+        "replies": received,
+        "confirmed": confirmed,
+        "seconds": elapsed,
+        "sms_per_s": received / elapsed if elapsed else float("nan"),
+        "route_p99_ms_bucket": p99,
+        "stored": stored_inbound(db_url),
+    }
+
+
+def report(
+    rows: list[tuple[str, dict[str, Any]]], kannel: dict[str, Any] | None, args: argparse.Namespace
+) -> str:
+    lines = [
+        "",
+        f"SMS through the Kannel route: GET {ROUTE} as smsbox sends it, one SMS per request,",
+        f"{args.connections} connections, {args.duration:g} s after a 1 s warm-up, {args.phones} registered phones, "
+        f"{os.cpu_count()} cores shared by client and server",
+        "",
+        f"{'server':<28}{'SMS/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'confirmed':>11}{'errors':>8}{'srv CPU':>9}{'cli CPU':>9}",
+    ]
+    for name, r in rows:
+        lines.append(
+            f"{name:<28}{r['sms_per_s']:>9.0f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}"
+            f"{r['confirmed']:>11}{r['errors']:>8}{r['server_cpu']:>9.2f}{r['client_cpu']:>9.2f}"
+        )
+    for name, r in rows:
+        if r.get("other_replies"):
+            lines.append(f"  {name}: other replies {r['other_replies']}")
+        if "stored" in r:
+            lines.append(f"  {name}: {r['stored']} inbound SMS stored")
+    if kannel is not None:
+        lines.append("")
+        if "skipped" in kannel:
+            lines.append(f"end to end through Kannel: skipped ({kannel['skipped']})")
+        else:
+            p99 = kannel["route_p99_ms_bucket"]
+            lines.append(
+                f"end to end through Kannel (fakesmsc -> bearerbox -> smsbox -> gateway on SQLite -> back): "
+                f"{kannel['replies']}/{kannel['sent']} replies in {kannel['seconds']:.1f} s = "
+                f"{kannel['sms_per_s']:.0f} SMS/s; {kannel['confirmed']} confirmations; "
+                f"{kannel['stored']} stored; gateway route p99 <= {p99:g} ms (histogram bucket)"
+                if p99 is not None
+                else f"end to end through Kannel: {kannel['replies']}/{kannel['sent']} replies in {kannel['seconds']:.1f} s"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve-bare"]:
+        p = argparse.ArgumentParser(prog="python -m load_tests.sms_kannel serve-bare")
+        p.add_argument("--port", type=int, required=True)
+        serve_bare(p.parse_args(argv[1:]).port)
+        return 0
+    if argv[:1] == ["client"]:
+        p = argparse.ArgumentParser(prog="python -m load_tests.sms_kannel client")
+        p.add_argument("--url", required=True)
+        p.add_argument("--connections", type=int, default=32)
+        p.add_argument("--phones", type=int, default=4000)
+        p.add_argument("--duration", type=float, default=10.0)
+        p.add_argument("--no-check", action="store_true")
+        a = p.parse_args(argv[1:])
+        result = asyncio.run(run_client(a.url, a.connections, a.phones, a.duration, 1.0, not a.no_check))
+        sys.stdout.write(orjson.dumps(result).decode() + "\n")
+        return 0
+
+    parser = argparse.ArgumentParser(
+        prog="python -m load_tests.sms_kannel", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--phones", type=int, default=4000)
+    parser.add_argument("--postgres", choices=["auto", "no"], default="auto")
+    parser.add_argument("--kannel", choices=["auto", "no"], default="auto")
+    parser.add_argument("--kannel-messages", type=int, default=2000)
+    parser.add_argument("--kannel-timeout", type=float, default=120.0)
+    args = parser.parse_args(argv)
+
+    rows: list[tuple[str, dict[str, Any]]] = []
+    kannel: dict[str, Any] | None = None
+    with tempfile.TemporaryDirectory(prefix="sms-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        registry = tmp / "registry.csv"
+        write_registry(registry, args.phones)
+
+        port = free_port()
+        bare = Server(
+            "bare aiohttp",
+            [sys.executable, "-m", "load_tests.sms_kannel", "serve-bare", "--port", str(port)],
+            port,
+            tmp / "bare.log",
+        )
+        print("  bare aiohttp baseline ...", flush=True)
+        bare.start()
+        try:
+            rows.append(("bare aiohttp (baseline)", client_phase(args, bare, check=False)))
+        finally:
+            bare.stop()
+
+        rows.append(
+            (
+                "gateway, SQLite",
+                bench_gateway(args, tmp, "sqlite", f"sqlite+aiosqlite:///{tmp / 'sms.db'}", registry),
+            )
+        )
+
+        if args.postgres == "auto" and pg_available():
+            pg_admin(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
+            pg_admin(f'CREATE DATABASE "{PG_DATABASE}"')
+            try:
+                url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + PG_DATABASE
+                rows.append(("gateway, PostgreSQL", bench_gateway(args, tmp, "postgresql", url, registry)))
+            finally:
+                pg_admin(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
+
+        if args.kannel == "auto":
+            print(f"  end to end through Kannel: {args.kannel_messages} SMS from fakesmsc ...", flush=True)
+            kannel = bench_kannel(args, tmp, registry)
+
+    print(report(rows, kannel, args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

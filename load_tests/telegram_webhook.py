@@ -1,0 +1,544 @@
+"""Telegram webhook: updates per second and p99 latency, beside a bare aiohttp baseline.
+
+    .venv/bin/python -m load_tests.telegram_webhook [--duration 10] [--connections 32] [--postgres auto|no]
+
+Phases (every server and the load generator are separate processes):
+
+1. baseline: a bare aiohttp server on `POST /channels/telegram/webhook` that reads the body,
+   checks the secret header and answers `{"ok": true}` (same Python, aiohttp and event loop as
+   the gateway; no middleware, no aiogram, no database);
+2. `meter-gateway run` with `[telegram] mode = "webhook"` on SQLite, then on PostgreSQL
+   (database `mg_tg_bench` on 127.0.0.1:5432, dropped after; skipped when PostgreSQL does not
+   answer), its `api_base` pointing at the local fake Bot API server (tests/fake_bot_api.py, its
+   own process). `--chats` private chats are linked beforehand to as many single-rate accounts;
+   each request is one Update, a text message with the chat's next reading (+0.01 kWh each
+   time, always plausible), posted with the secret header exactly as Telegram posts it. The
+   gateway answers 200 only after the update row is committed, the reading decided and stored,
+   the reply stored and sent to the Bot API server (`sendMessage`), and the row marked done.
+
+Each answer must be 200 with `"outcome": "done"`; after each gateway run the accepted readings
+in the database and the sendMessage calls the fake Bot API server received are counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
+ROUTE = "/channels/telegram/webhook"
+SECRET = "bench-webhook-secret"
+HEADER = "X-Telegram-Bot-Api-Secret-Token"
+PG_ADMIN_URL = os.environ.get("GATEWAY_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+PG_DATABASE = "mg_tg_bench"
+FIRST_ACCOUNT = 6_000_000
+FIRST_CHAT = 800_000_000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+
+
+# -- the servers that are not the gateway ------------------------------------------------------
+
+
+def serve_bare(port: int) -> None:
+    """Baseline: reads the Update, checks the secret, answers at once; nothing else."""
+    import hmac
+
+    from aiohttp import web
+
+    async def hook(request: web.Request) -> web.Response:
+        body = await request.read()
+        if not hmac.compare_digest(request.headers.get(HEADER, ""), SECRET) or not body:
+            return web.Response(status=401)
+        return web.Response(body=b'{"ok":true,"outcome":"done"}', content_type="application/json")
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(text='{"status":"ok"}', content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post(ROUTE, hook)
+    app.router.add_get("/healthz", healthz)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, backlog=1024, print=None)
+
+
+def serve_bot_api(port: int) -> None:
+    """The local Bot API server the gateway replies through (counts calls, keeps none)."""
+    sys.path.insert(0, str(ROOT))
+    from tests.fake_bot_api import FakeBotApi
+
+    async def go() -> None:
+        api = FakeBotApi(record=False)
+        await api.start(port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await api.stop()
+
+    asyncio.run(go())
+
+
+# -- the load generator -----------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    requests: int = 0
+    done: int = 0
+    errors: int = 0
+    latencies: list[float] = field(default_factory=list)
+    other: dict[str, int] = field(default_factory=dict)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def update_json(update_id: int, chat_id: int, text: str) -> bytes:
+    return orjson.dumps(
+        {
+            "update_id": update_id,
+            "message": {
+                "message_id": update_id,
+                "date": int(time.time()),
+                "chat": {"id": chat_id, "type": "private", "first_name": "Нагрузка"},
+                "from": {"id": chat_id, "is_bot": False, "first_name": "Нагрузка", "language_code": "ru"},
+                "text": text,
+            },
+        }
+    )
+
+
+async def _worker(
+    index: int, http: Any, url: str, chats: list[int], window: tuple[float, float], tally: Tally, check: bool
+) -> None:
+    start, end = window
+    steps = dict.fromkeys(chats, 0)
+    ids = itertools.count(index * 10_000_000 + 1)
+    headers = {HEADER: SECRET, "Content-Type": "application/json"}
+    turn = 0
+    while True:
+        sent_at = time.perf_counter()
+        if sent_at >= end:
+            return
+        chat = chats[turn % len(chats)]
+        turn += 1
+        steps[chat] += 1
+        value = Decimal(1000) + Decimal(steps[chat]) / 100  # +0.01 kWh an update: always plausible
+        body = update_json(next(ids), chat, f"{value}".replace(".", ","))
+        try:
+            async with http.post(url, data=body, headers=headers) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except Exception:
+            tally.errors += 1
+            await asyncio.sleep(0.05)
+            continue
+        done = time.perf_counter()
+        if not start <= sent_at or done > end:
+            continue
+        tally.requests += 1
+        tally.latencies.append(done - sent_at)
+        if status != 200:
+            tally.errors += 1
+            key = f"HTTP {status}"
+        elif not check or orjson.loads(raw).get("outcome") == "done":
+            tally.done += 1
+            continue
+        else:
+            key = raw[:60].decode(errors="replace")
+        tally.other[key] = tally.other.get(key, 0) + 1
+
+
+async def run_client(
+    url: str, connections: int, chats: int, duration: float, warmup: float, check: bool
+) -> dict[str, Any]:
+    import aiohttp
+
+    tally = Tally()
+    groups = [
+        list(range(FIRST_CHAT + w + 1, FIRST_CHAT + chats + 1, connections)) for w in range(connections)
+    ]
+    connector = aiohttp.TCPConnector(limit=connections)
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as http:
+        now = time.perf_counter()
+        window = (now + warmup, now + warmup + duration)
+        await asyncio.gather(
+            *(_worker(i, http, url, g, window, tally, check) for i, g in enumerate(groups) if g)
+        )
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    return {
+        "requests": tally.requests,
+        "done": tally.done,
+        "errors": tally.errors,
+        "other": tally.other,
+        "updates_per_s": tally.requests / duration,
+        "p50_ms": percentile(tally.latencies, 0.50) * 1000,
+        "p99_ms": percentile(tally.latencies, 0.99) * 1000,
+        "client_cpu": cpu / (duration + warmup),
+    }
+
+
+# -- orchestration ----------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    name: str
+    command: list[str]
+    port: int
+    log: Path
+    health: str = "/healthz"
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 120.0) -> None:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(self.command, stdout=log, stderr=log, env=clean_env(), cwd=ROOT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {self.log}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{self.health}", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not answer {self.health} within {timeout:g} s; see {self.log}")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def get_json(self, path: str) -> Any:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as r:
+            return orjson.loads(r.read())
+
+
+def write_registry(path: Path, chats: int) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("account,meter_serial,meter_model,zones,digits,phones,max_power_kw,address\n")
+        for i in range(1, chats + 1):
+            f.write(f"{FIRST_ACCOUNT + i},TG-{i:06d},Меркурий 201,T,7,+7901{i:07d},,ул. Телеграм {i}\n")
+
+
+def write_config(path: Path, db_url: str, port: int, registry: Path, bot_api: str) -> None:
+    path.write_text(
+        f"""[database]
+url = "{db_url}"
+
+[http]
+host = "127.0.0.1"
+port = {port}
+
+[registry]
+csv = "{registry}"
+
+[telegram]
+enabled = true
+token = "7000001:TEST-fake-bot-api-token"
+mode = "webhook"
+webhook_secret = "{SECRET}"
+api_base = "{bot_api}"
+reminders = false
+""",
+        encoding="utf-8",
+    )
+
+
+def prepare_database(config: Path, registry: Path, db_url: str, chats: int) -> None:
+    """Migrate, import the registry and link chat FIRST_CHAT + i to account FIRST_ACCOUNT + i."""
+    out = subprocess.run(
+        [str(BIN / "meter-gateway"), "--config", str(config), "import", "registry", str(registry)],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        cwd=ROOT,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"registry import failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+
+    async def link() -> None:
+        from datetime import UTC, datetime
+
+        from sqlalchemy import insert, select
+
+        from gateway.store.database import create_engine
+        from gateway.store.schema import accounts
+        from gateway.store.schema_telegram import telegram_links
+
+        engine = create_engine(db_url)
+        try:
+            async with engine.begin() as conn:
+                ids = dict((await conn.execute(select(accounts.c.number, accounts.c.id))).all())
+                now = datetime.now(UTC)
+                rows = [
+                    {
+                        "chat_id": FIRST_CHAT + i,
+                        "account_id": ids[str(FIRST_ACCOUNT + i)],
+                        "user_id": FIRST_CHAT + i,
+                        "method": "last4",
+                        "linked_at": now,
+                        "reminders": False,
+                    }
+                    for i in range(1, chats + 1)
+                ]
+                await conn.execute(insert(telegram_links), rows)
+        finally:
+            await engine.dispose()
+
+    sys.path.insert(0, str(ROOT))
+    asyncio.run(link())
+
+
+def client_phase(args: argparse.Namespace, server: Server, check: bool) -> dict[str, Any]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "load_tests.telegram_webhook",
+        "client",
+        "--url",
+        f"http://127.0.0.1:{server.port}{ROUTE}",
+        "--connections",
+        str(args.connections),
+        "--chats",
+        str(args.chats),
+        "--duration",
+        str(args.duration),
+    ]
+    if not check:
+        cmd.append("--no-check")
+    assert server.proc is not None
+    cpu0 = cpu_seconds(server.proc.pid)
+    out = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(), cwd=ROOT)
+    if out.returncode != 0:
+        raise RuntimeError(f"load client failed:\n{out.stderr[-3000:]}")
+    result: dict[str, Any] = orjson.loads(out.stdout.strip().splitlines()[-1])
+    result["server_cpu"] = (cpu_seconds(server.proc.pid) - cpu0) / (args.duration + 1.0)
+    return result
+
+
+def accepted_readings(db_url: str) -> int:
+    async def go() -> int:
+        from sqlalchemy import func, select
+
+        from gateway.store.database import create_engine
+        from gateway.store.schema import readings
+
+        engine = create_engine(db_url)
+        try:
+            async with engine.connect() as conn:
+                query = select(func.count()).select_from(readings).where(readings.c.verdict == "accepted")
+                return int((await conn.execute(query)).scalar_one())
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+def pg_available() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def pg_admin(sql: str) -> None:
+    async def go() -> None:
+        from sqlalchemy import text
+
+        from gateway.store.database import create_engine
+
+        engine = create_engine(PG_ADMIN_URL)
+        try:
+            async with engine.connect() as conn:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await conn.execute(text(sql))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(go())
+
+
+def bench_gateway(
+    args: argparse.Namespace, tmp: Path, name: str, db_url: str, registry: Path, bot_api: Server
+) -> dict[str, Any]:
+    port = free_port()
+    config = tmp / f"{name}.toml"
+    write_config(config, db_url, port, registry, f"http://127.0.0.1:{bot_api.port}")
+    print(f"  gateway ({name}): importing {args.chats} accounts, linking as many chats ...", flush=True)
+    prepare_database(config, registry, db_url, args.chats)
+    server = Server(
+        f"gateway ({name})",
+        [str(BIN / "meter-gateway"), "run", "--config", str(config)],
+        port,
+        tmp / f"{name}.log",
+    )
+    sent_before = bot_api.get_json("/_stats")["counts"].get("sendMessage", 0)
+    server.start()
+    try:
+        result = client_phase(args, server, check=True)
+    finally:
+        server.stop()
+    result["accepted"] = accepted_readings(db_url)
+    result["replies"] = bot_api.get_json("/_stats")["counts"].get("sendMessage", 0) - sent_before
+    return result
+
+
+def report(rows: list[tuple[str, dict[str, Any]]], args: argparse.Namespace) -> str:
+    lines = [
+        "",
+        f"Telegram webhook: POST {ROUTE}, one Update (a text reading of a linked chat) per request,",
+        f"{args.connections} connections, {args.duration:g} s after a 1 s warm-up, {args.chats} linked chats, "
+        f"{os.cpu_count()} cores shared by client, gateway and the fake Bot API server",
+        "",
+        f"{'server':<28}{'updates/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'done':>8}{'errors':>8}{'srv CPU':>9}{'cli CPU':>9}",
+    ]
+    for name, r in rows:
+        lines.append(
+            f"{name:<28}{r['updates_per_s']:>10.0f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}"
+            f"{r['done']:>8}{r['errors']:>8}{r['server_cpu']:>9.2f}{r['client_cpu']:>9.2f}"
+        )
+    base = rows[0][1]["updates_per_s"] if rows else 0
+    for name, r in rows[1:]:
+        lines.append(
+            f"  {name}: {r['accepted']} readings accepted and stored, {r['replies']} replies sent "
+            f"(sendMessage), {r['updates_per_s'] / base:.1%} of the bare aiohttp rate"
+            if base
+            else f"  {name}: {r['accepted']} accepted"
+        )
+        if r.get("other"):
+            lines.append(f"  {name}: other answers {r['other']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["serve-bare"], ["serve-bot-api"]):
+        p = argparse.ArgumentParser(prog=f"python -m load_tests.telegram_webhook {argv[0]}")
+        p.add_argument("--port", type=int, required=True)
+        port = p.parse_args(argv[1:]).port
+        (serve_bare if argv[0] == "serve-bare" else serve_bot_api)(port)
+        return 0
+    if argv[:1] == ["client"]:
+        p = argparse.ArgumentParser(prog="python -m load_tests.telegram_webhook client")
+        p.add_argument("--url", required=True)
+        p.add_argument("--connections", type=int, default=32)
+        p.add_argument("--chats", type=int, default=2000)
+        p.add_argument("--duration", type=float, default=10.0)
+        p.add_argument("--no-check", action="store_true")
+        a = p.parse_args(argv[1:])
+        result = asyncio.run(run_client(a.url, a.connections, a.chats, a.duration, 1.0, not a.no_check))
+        sys.stdout.write(orjson.dumps(result).decode() + "\n")
+        return 0
+
+    parser = argparse.ArgumentParser(
+        prog="python -m load_tests.telegram_webhook", description=(__doc__ or "").split("\n\n")[0]
+    )
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--chats", type=int, default=2000)
+    parser.add_argument("--postgres", choices=["auto", "no"], default="auto")
+    args = parser.parse_args(argv)
+
+    rows: list[tuple[str, dict[str, Any]]] = []
+    with tempfile.TemporaryDirectory(prefix="tg-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        registry = tmp / "registry.csv"
+        write_registry(registry, args.chats)
+
+        port = free_port()
+        bare = Server(
+            "bare aiohttp",
+            [sys.executable, "-m", "load_tests.telegram_webhook", "serve-bare", "--port", str(port)],
+            port,
+            tmp / "bare.log",
+        )
+        print("  bare aiohttp baseline ...", flush=True)
+        bare.start()
+        try:
+            rows.append(("bare aiohttp (baseline)", client_phase(args, bare, check=False)))
+        finally:
+            bare.stop()
+
+        api_port = free_port()
+        bot_api = Server(
+            "fake Bot API",
+            [sys.executable, "-m", "load_tests.telegram_webhook", "serve-bot-api", "--port", str(api_port)],
+            api_port,
+            tmp / "bot-api.log",
+            health="/_stats",
+        )
+        bot_api.start()
+        try:
+            url = f"sqlite+aiosqlite:///{tmp / 'telegram.db'}"
+            rows.append(("gateway, SQLite", bench_gateway(args, tmp, "sqlite", url, registry, bot_api)))
+            if args.postgres == "auto" and pg_available():
+                pg_admin(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
+                pg_admin(f'CREATE DATABASE "{PG_DATABASE}"')
+                try:
+                    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + PG_DATABASE
+                    rows.append(
+                        (
+                            "gateway, PostgreSQL",
+                            bench_gateway(args, tmp, "postgresql", url, registry, bot_api),
+                        )
+                    )
+                finally:
+                    pg_admin(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
+        finally:
+            bot_api.stop()
+
+    print(report(rows, args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
