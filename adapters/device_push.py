@@ -8,12 +8,13 @@ The answer lists a verdict per item, in order.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from adapters.app_keys import CLOCK, CONFIG, INTAKE
+from adapters.device_items import ItemError, submission_from_item
 from adapters.http_common import ApiError, json_response, read_json, require_bearer
 from gateway.config import Config
 from gateway.intake import Clock, Intake
@@ -25,58 +26,18 @@ if TYPE_CHECKING:
 routes = web.RouteTableDef()
 
 
-def _parse_time(text: Any, index: int) -> datetime:
-    if not isinstance(text, str):
-        raise ApiError(422, "bad_item", f"readings[{index}].taken_at must be an ISO 8601 string with a zone")
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(422, "bad_item", f"readings[{index}].taken_at {text[:40]!r} is not ISO 8601") from None
-    if moment.tzinfo is None:
-        raise ApiError(422, "bad_item", f"readings[{index}].taken_at must carry a time zone (e.g. Z)")
-    return moment.astimezone(UTC)
-
-
 def _submission(item: Any, index: int, device: str, now: datetime) -> Submission:
-    if not isinstance(item, dict):
-        raise ApiError(422, "bad_item", f"readings[{index}] must be an object")
-    meter = item.get("meter")
-    if not isinstance(meter, str) or not meter or len(meter) > 64:
-        raise ApiError(422, "bad_item", f"readings[{index}].meter must be the meter serial (a string)")
-    values = item.get("values")
-    if values is None and "value" in item:
-        values = {"T": item["value"]}
-    if not isinstance(values, dict) or not values or len(values) > 4:
-        raise ApiError(422, "bad_item", f'readings[{index}].values must be an object like {{"T1": "123.4"}}')
-    for zone, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, str | int | float) or len(str(zone)) > 4:
-            raise ApiError(
-                422, "bad_item", f"readings[{index}].values.{str(zone)[:8]} must be a number or a string"
-            )
-    item_id = item.get("id")
-    if item_id is not None and (not isinstance(item_id, str | int) or len(str(item_id)) > 100):
-        raise ApiError(422, "bad_item", f"readings[{index}].id must be a string of at most 100 characters")
-    taken_at = _parse_time(item["taken_at"], index) if "taken_at" in item else None
-    return Submission(
-        channel=Channel.DEVICE,
-        received_at=now,
-        sender=device,
-        meter_serial=meter,
-        account=str(item["account"]) if item.get("account") is not None else None,
-        values={
-            str(z): v if isinstance(v, str) else repr(v) if isinstance(v, float) else str(v)
-            for z, v in values.items()
-        },
-        taken_at=taken_at,
-        channel_message_id=None if item_id is None else f"{device}:{item_id}",
-        raw=_raw(item),
-    )
-
-
-def _raw(item: dict[str, Any]) -> str:
-    import orjson
-
-    return orjson.dumps(item).decode()
+    try:
+        return submission_from_item(
+            item,
+            index,
+            channel=Channel.DEVICE,
+            sender=device,
+            now=now,
+            message_id=lambda _meter, item_id: f"{device}:{item_id}",
+        )
+    except ItemError as exc:
+        raise ApiError(422, "bad_item", exc.message) from None
 
 
 @routes.post("/api/v1/readings")

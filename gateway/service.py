@@ -50,6 +50,7 @@ ADAPTERS: tuple[str, ...] = (
     "adapters.billing_api",
     "adapters.device_push",
     "adapters.modbus_poller",
+    "adapters.mqtt_subscriber",
     "adapters.sms_kannel",
     "adapters.sms_twilio",
     "adapters.telegram",
@@ -99,6 +100,11 @@ class Gateway:
         if self.config.registry.csv:
             report = await import_registry(self.engine, self.config.registry.csv)
             log.info("registry %s: %s", self.config.registry.csv, report.summary().splitlines()[0])
+        # Load the federal calendar of this year and the next now, not inside the first
+        # decision (tens of ms for each year, which would stall the first group).
+        year = self.calendar.local_date(self.clock()).year
+        for y in (year, year + 1):
+            self.calendar._ensure_year(y)  # no public preload in gateway/calendar.py (not ours)
         await self.intake.start()
         self._runner = web.AppRunner(
             self.build_app(), shutdown_timeout=self.config.http.shutdown_timeout_seconds, access_log=None

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests need, only those missing (CI runs as root).
 set -euo pipefail
-packages=(postgresql socat chromium espeak-ng sox kannel kannel-extras)
+packages=(postgresql socat chromium espeak-ng sox kannel kannel-extras mosquitto)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
