@@ -24,7 +24,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -40,17 +39,11 @@ import orjson
 
 from load_tests import raw_sqlite
 from load_tests.client import serial
+from load_tests.common import PG_ADMIN_URL, free_port, pg_admin, pg_available
 
 TOKEN = "bench-device-token"
-PG_ADMIN_URL = os.environ.get("GATEWAY_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 PG_DATABASE = "mg_bench"
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -318,31 +311,6 @@ def bench_bare(run: Run) -> None:
         load_phases(run, server, "bare aiohttp", check=False)
     finally:
         server.stop()
-
-
-def pg_available() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def pg_admin(sql: str) -> None:
-    async def go() -> None:
-        from sqlalchemy import text
-
-        from gateway.store.database import create_engine
-
-        admin = create_engine(PG_ADMIN_URL)
-        try:
-            async with admin.connect() as conn:
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
-                await conn.execute(text(sql))
-        finally:
-            await admin.dispose()
-
-    asyncio.run(go())
 
 
 def bench_postgres(run: Run, csv: Path) -> None:

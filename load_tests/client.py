@@ -24,6 +24,8 @@ from typing import Any
 import aiohttp
 import orjson
 
+from load_tests.common import percentile
+
 VALUE_START = 1000
 VALUE_PER_STEP = 10  # kWh per step
 STEP = timedelta(hours=1)
@@ -129,13 +131,6 @@ async def _run_worker(
                     codes = ",".join(x["code"] for x in r["reasons"]) or "-"
                     key = f"{r['status']}:{codes}"
                     tally.not_accepted[key] = tally.not_accepted.get(key, 0) + 1
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -26,7 +26,6 @@ import asyncio
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,18 +39,13 @@ from typing import Any
 
 import orjson
 
+from load_tests.common import PG_ADMIN_URL, free_port, percentile, pg_admin, pg_available
+
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "bench-kannel-key"
-PG_ADMIN_URL = os.environ.get("GATEWAY_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 PG_DATABASE = "mg_sms_bench"
 ROUTE = "/channels/sms/kannel"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def phone(i: int) -> str:
@@ -104,13 +98,6 @@ class Tally:
     errors: int = 0
     latencies: list[float] = field(default_factory=list)
     other_replies: dict[str, int] = field(default_factory=dict)
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def _worker(
@@ -297,31 +284,6 @@ def stored_inbound(db_url: str) -> int:
             await engine.dispose()
 
     return asyncio.run(go())
-
-
-def pg_available() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def pg_admin(sql: str) -> None:
-    async def go() -> None:
-        from sqlalchemy import text
-
-        from gateway.store.database import create_engine
-
-        engine = create_engine(PG_ADMIN_URL)
-        try:
-            async with engine.connect() as conn:
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
-                await conn.execute(text(sql))
-        finally:
-            await engine.dispose()
-
-    asyncio.run(go())
 
 
 def route_p99_from_metrics(text: str) -> float | None:

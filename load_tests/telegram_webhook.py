@@ -28,7 +28,6 @@ import itertools
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,21 +40,16 @@ from typing import Any
 
 import orjson
 
+from load_tests.common import PG_ADMIN_URL, free_port, percentile, pg_admin, pg_available
+
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
 ROUTE = "/channels/telegram/webhook"
 SECRET = "bench-webhook-secret"
 HEADER = "X-Telegram-Bot-Api-Secret-Token"
-PG_ADMIN_URL = os.environ.get("GATEWAY_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 PG_DATABASE = "mg_tg_bench"
 FIRST_ACCOUNT = 6_000_000
 FIRST_CHAT = 800_000_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -122,13 +116,6 @@ class Tally:
     errors: int = 0
     latencies: list[float] = field(default_factory=list)
     other: dict[str, int] = field(default_factory=dict)
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def update_json(update_id: int, chat_id: int, text: str) -> bytes:
@@ -380,31 +367,6 @@ def accepted_readings(db_url: str) -> int:
             await engine.dispose()
 
     return asyncio.run(go())
-
-
-def pg_available() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def pg_admin(sql: str) -> None:
-    async def go() -> None:
-        from sqlalchemy import text
-
-        from gateway.store.database import create_engine
-
-        engine = create_engine(PG_ADMIN_URL)
-        try:
-            async with engine.connect() as conn:
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
-                await conn.execute(text(sql))
-        finally:
-            await engine.dispose()
-
-    asyncio.run(go())
 
 
 def bench_gateway(
