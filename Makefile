@@ -24,7 +24,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy gateway adapters
+	$(BIN)/mypy gateway adapters load_tests
 
 test: system-deps $(STAMP) postgres lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider

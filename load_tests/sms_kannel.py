@@ -291,8 +291,8 @@ def route_p99_from_metrics(text: str) -> float | None:
     buckets: list[tuple[float, float]] = []
     for line in text.splitlines():
         if line.startswith("gateway_http_request_seconds_bucket") and f'route="{ROUTE}"' in line:
-            le = line.split('le="', 1)[1].split('"', 1)[0]
-            buckets.append((float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float("inf") if bound == "+Inf" else float(bound), float(line.rsplit(" ", 1)[1])))
     if not buckets or buckets[-1][1] == 0:
         return None
     total = buckets[-1][1]
