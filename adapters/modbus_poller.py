@@ -292,6 +292,7 @@ class BusWorker:
             if wait > 0:
                 await asyncio.sleep(wait)
             await self.poll_meter(m)
+            _stop_if_cancelled()
 
     async def _run_meter(self, m: MeterState) -> None:
         while True:
@@ -300,6 +301,7 @@ class BusWorker:
                 await asyncio.sleep(wait)
             async with self._semaphore:
                 await self.poll_meter(m)
+            _stop_if_cancelled()
 
     # -- one poll -------------------------------------------------------------------------
 
@@ -557,6 +559,18 @@ class BusWorker:
             "meters_failing": len(self.meters) - ok,
             "meters": {m.address: m.health() for m in self.meters},
         }
+
+
+def _stop_if_cancelled() -> None:
+    """Honour a cancellation that arrived while pymodbus was reading.
+
+    pymodbus' request code can swallow the CancelledError of a cancel that lands mid-request; the
+    task then stays "cancelling" but would poll on forever, and a gateway stopping would wait for
+    it forever.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 class ModbusPoller:

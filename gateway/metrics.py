@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import collections
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from gateway.model import Submission, Verdict
@@ -89,6 +92,29 @@ class Metrics:
             self.duplicates.labels(channel).inc()
         for r in verdict.reasons:
             self.reasons.labels(channel, r.code).inc()
+
+    def observe_verdicts(self, decided: Iterable[tuple[Submission, Verdict]]) -> None:
+        """observe_verdict for a whole group: each label set is looked up once, not per reading."""
+        received: collections.Counter[str] = collections.Counter()
+        verdicts: collections.Counter[tuple[str, str]] = collections.Counter()
+        duplicates: collections.Counter[str] = collections.Counter()
+        reasons: collections.Counter[tuple[str, str]] = collections.Counter()
+        for sub, verdict in decided:
+            channel = sub.channel.value
+            received[channel] += 1
+            verdicts[channel, verdict.status.value] += 1
+            if verdict.duplicate:
+                duplicates[channel] += 1
+            for r in verdict.reasons:
+                reasons[channel, r.code] += 1
+        for channel, n in received.items():
+            self.received.labels(channel).inc(n)
+        for (channel, status), n in verdicts.items():
+            self.verdicts.labels(channel, status).inc(n)
+        for channel, n in duplicates.items():
+            self.duplicates.labels(channel).inc(n)
+        for (channel, code), n in reasons.items():
+            self.reasons.labels(channel, code).inc(n)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

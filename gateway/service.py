@@ -103,8 +103,7 @@ class Gateway:
         # Load the federal calendar of this year and the next now, not inside the first
         # decision (tens of ms for each year, which would stall the first group).
         year = self.calendar.local_date(self.clock()).year
-        for y in (year, year + 1):
-            self.calendar._ensure_year(y)  # no public preload in gateway/calendar.py (not ours)
+        self.calendar.preload(year, year + 1)
         await self.intake.start()
         self._runner = web.AppRunner(
             self.build_app(), shutdown_timeout=self.config.http.shutdown_timeout_seconds, access_log=None
@@ -137,7 +136,11 @@ class Gateway:
         """Stop taking requests, finish those in flight, drain the intake, close the database."""
         for t in self._tasks:
             t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            # A channel that ignores its cancellation must not keep the process from stopping.
+            _, stuck = await asyncio.wait(self._tasks, timeout=self.config.http.shutdown_timeout_seconds)
+            for t in stuck:
+                log.error("background task %s did not stop in time; abandoning it", t.get_name())
         if self._runner is not None:
             await self._runner.cleanup()  # waits up to shutdown_timeout for in-flight requests
         await self.intake.stop()

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, event
+from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -26,10 +27,28 @@ def create_engine(url: str, echo: bool = False) -> AsyncEngine:
     return create_async_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def create_sqlite_writer_engine(engine: AsyncEngine) -> Engine | None:
+    """A synchronous (sqlite3) engine on the same SQLite file as `engine`, for the intake writer
+    thread (gateway/intake.py); None for PostgreSQL and for in-memory databases, which another
+    connection would not see."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    # check_same_thread=False only so that dispose() may close the connection from another
+    # thread; it is used by the one writer thread alone.
+    sync = create_sync_engine(
+        url.set(drivername="sqlite"), connect_args={"timeout": 30, "check_same_thread": False}
+    )
+    _configure_sqlite(sync)
+    return sync
+
+
+def _configure_sqlite(engine: AsyncEngine | Engine) -> None:
+    target = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+
     # pysqlite's implicit transactions start late and upgrade read locks to write locks, which
     # deadlocks concurrent writers; take the write lock at BEGIN and let busy_timeout queue them.
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(target, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cur = dbapi_connection.cursor()
@@ -41,6 +60,6 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(target, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
