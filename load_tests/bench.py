@@ -23,13 +23,11 @@ import platform
 import re
 import shlex
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,11 +37,10 @@ import orjson
 
 from load_tests import raw_sqlite
 from load_tests.client import serial
-from load_tests.common import PG_ADMIN_URL, free_port, pg_admin, pg_available
+from load_tests.common import BIN, PG_ADMIN_URL, Server, clean_env, free_port, pg_admin, pg_available
 
 TOKEN = "bench-device-token"
 PG_DATABASE = "mg_bench"
-BIN = Path(sys.executable).parent
 
 
 def cpu_seconds(pid: int) -> float:
@@ -53,52 +50,6 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return float("nan")
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-
-
-@dataclass
-class Server:
-    """A server process on a loopback port; stopped with SIGTERM, killed if it does not exit."""
-
-    name: str
-    command: list[str]
-    port: int
-    log: Path
-    cwd: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 120.0) -> None:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(self.command, stdout=log, stderr=log, env=clean_env(), cwd=self.cwd)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; log: {self.log}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} did not answer /healthz in {timeout:g} s; log: {self.log}")
-
-    def get(self, path: str) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=30) as r:
-            return str(r.read().decode())
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
 
 
 @dataclass

@@ -25,12 +25,10 @@ import argparse
 import asyncio
 import os
 import resource
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -39,10 +37,18 @@ from typing import Any
 
 import orjson
 
-from load_tests.common import PG_ADMIN_URL, free_port, percentile, pg_admin, pg_available
+from load_tests.common import (
+    BIN,
+    PG_ADMIN_URL,
+    ROOT,
+    Server,
+    clean_env,
+    free_port,
+    percentile,
+    pg_admin,
+    pg_available,
+)
 
-BIN = Path(sys.executable).parent
-ROOT = Path(__file__).resolve().parent.parent
 KEY = "bench-kannel-key"
 PG_DATABASE = "mg_sms_bench"
 ROUTE = "/channels/sms/kannel"
@@ -58,10 +64,6 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return float("nan")
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
 
 
 # -- the bare baseline server -----------------------------------------------------------------
@@ -174,45 +176,6 @@ async def run_client(
 
 
 # -- orchestration ----------------------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    name: str
-    command: list[str]
-    port: int
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 120.0) -> None:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(self.command, stdout=log, stderr=log, env=clean_env(), cwd=ROOT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {self.log}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} did not answer /healthz within {timeout:g} s; see {self.log}")
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-    def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as r:
-            return str(r.read().decode())
 
 
 def write_registry(path: Path, phones: int) -> None:

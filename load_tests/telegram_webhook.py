@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -40,10 +39,18 @@ from typing import Any
 
 import orjson
 
-from load_tests.common import PG_ADMIN_URL, free_port, percentile, pg_admin, pg_available
+from load_tests.common import (
+    BIN,
+    PG_ADMIN_URL,
+    ROOT,
+    Server,
+    clean_env,
+    free_port,
+    percentile,
+    pg_admin,
+    pg_available,
+)
 
-BIN = Path(sys.executable).parent
-ROOT = Path(__file__).resolve().parent.parent
 ROUTE = "/channels/telegram/webhook"
 SECRET = "bench-webhook-secret"
 HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -58,10 +65,6 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return float("nan")
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
 
 
 # -- the servers that are not the gateway ------------------------------------------------------
@@ -206,46 +209,6 @@ async def run_client(
 
 
 # -- orchestration ----------------------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    name: str
-    command: list[str]
-    port: int
-    log: Path
-    health: str = "/healthz"
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 120.0) -> None:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(self.command, stdout=log, stderr=log, env=clean_env(), cwd=ROOT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {self.log}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{self.health}", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} did not answer {self.health} within {timeout:g} s; see {self.log}")
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-    def get_json(self, path: str) -> Any:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as r:
-            return orjson.loads(r.read())
 
 
 def write_registry(path: Path, chats: int) -> None:
