@@ -8,6 +8,7 @@ The answer lists a verdict per item, in order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -26,15 +27,12 @@ if TYPE_CHECKING:
 routes = web.RouteTableDef()
 
 
-def _submission(item: Any, index: int, device: str, now: datetime) -> Submission:
+def _submission(
+    item: Any, index: int, device: str, now: datetime, message_id: Callable[[str, str], str]
+) -> Submission:
     try:
         return submission_from_item(
-            item,
-            index,
-            channel=Channel.DEVICE,
-            sender=device,
-            now=now,
-            message_id=lambda _meter, item_id: f"{device}:{item_id}",
+            item, index, channel=Channel.DEVICE, sender=device, now=now, message_id=message_id
         )
     except ItemError as exc:
         raise ApiError(422, "bad_item", exc.message) from None
@@ -54,7 +52,12 @@ async def push_readings(request: web.Request) -> web.Response:
         raise ApiError(413, "too_many_items", f"at most {config.devices.max_items} readings per request")
     clock: Clock = request.app[CLOCK]
     now = clock()
-    subs = [_submission(item, i, device[:64], now) for i, item in enumerate(items)]
+    sender = device[:64]
+
+    def message_id(_meter: str, item_id: str) -> str:
+        return f"{sender}:{item_id}"
+
+    subs = [_submission(item, i, sender, now, message_id) for i, item in enumerate(items)]
     intake: Intake = request.app[INTAKE]
     verdicts = await intake.submit_many(subs)
     results = []

@@ -69,7 +69,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if metrics is not None:
             route = request.match_info.route.resource
             name = route.canonical if route is not None else "unmatched"
-            metrics.request_seconds.labels(name).observe(time.perf_counter() - started)
+            metrics.observe_request(name, time.perf_counter() - started)
 
 
 def require_bearer(request: web.Request, tokens: list[str], who: str) -> str:

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -331,11 +332,12 @@ class Intake:
         by_channel: dict[str, list[str]] = {}
         for ch, mid in keys:
             by_channel.setdefault(ch, []).append(mid)
-        rows = (
-            await conn.execute(
-                select(
-                    inbound.c.id, inbound.c.channel, inbound.c.channel_message_id, inbound.c.response
-                ).where(
+        if len(by_channel) == 1:  # the usual case: a prebuilt statement
+            ((ch, mids),) = by_channel.items()
+            result = await conn.execute(_REPLAY_ONE_CHANNEL, {"ch": ch, "mids": mids})
+        else:
+            result = await conn.execute(
+                _REPLAY_COLUMNS.where(
                     or_(
                         *(
                             and_(inbound.c.channel == ch, inbound.c.channel_message_id.in_(ids))
@@ -344,18 +346,12 @@ class Intake:
                     )
                 )
             )
-        ).all()
+        rows = result.all()
         if not rows:
             return
         reading_ids: dict[int, dict[str, int]] = {}
         ids = [r.id for r in rows]
-        for rr in (
-            await conn.execute(
-                select(readings.c.inbound_id, readings.c.zone, readings.c.id).where(
-                    readings.c.inbound_id.in_(ids)
-                )
-            )
-        ).all():
+        for rr in (await conn.execute(_REPLAY_READINGS, {"ids": ids})).all():
             reading_ids.setdefault(rr.inbound_id, {})[rr.zone] = rr.id
         for r in rows:
             p = pending[keys[(r.channel, r.channel_message_id)]]
@@ -371,42 +367,25 @@ class Intake:
             if p.sub.channel in PHONE_CHANNELS and not p.sub.meter_serial and not p.sub.account
         }
         if phone_list:
-            for row in (
-                await conn.execute(
-                    select(phones.c.phone, accounts.c.number)
-                    .join(accounts, accounts.c.id == phones.c.account_id)
-                    .where(phones.c.phone.in_(phone_list))
-                )
-            ).all():
+            for row in (await conn.execute(_PHONE_ACCOUNTS, {"phones": list(phone_list)})).all():
                 phone, number = row.phone, row.number
                 found.by_phone.setdefault(phone, []).append(number)
                 numbers.add(number)
         if not serials and not numbers:
             return found
-        query = select(
-            meters.c.id,
-            meters.c.account_id,
-            accounts.c.number,
-            meters.c.serial,
-            meters.c.zones,
-            meters.c.digits,
-            meters.c.max_power_kw,
-            meters.c.active,
-        ).join(accounts, accounts.c.id == meters.c.account_id)
-        conditions = []
-        if serials:
-            conditions.append(meters.c.serial.in_(serials))
-        if numbers:
-            conditions.append(accounts.c.number.in_(numbers))
-        for r in (await conn.execute(query.where(or_(*conditions)))).all():
+        if serials and numbers:
+            query, params = _METERS_BY_EITHER, {"serials": list(serials), "numbers": list(numbers)}
+        elif serials:
+            query, params = _METERS_BY_SERIAL, {"serials": list(serials)}
+        else:
+            query, params = _METERS_BY_NUMBER, {"numbers": list(numbers)}
+        for r in (await conn.execute(query, params)).all():
             info = meter_info(r._mapping, r.number)
             found.by_serial[info.serial] = info
             found.by_account.setdefault(info.account, []).append(info)
             found.account_numbers.add(info.account)
         if numbers:
-            existing = (
-                await conn.execute(select(accounts.c.number).where(accounts.c.number.in_(numbers)))
-            ).scalars()
+            existing = (await conn.execute(_ACCOUNT_NUMBERS, {"numbers": list(numbers)})).scalars()
             found.account_numbers.update(existing)
         return found
 
@@ -472,15 +451,11 @@ class Intake:
     async def _load_states(self, conn: Conn, meter_ids: set[int]) -> dict[tuple[int, str], ZoneState]:
         if not meter_ids:
             return {}
-        query = (
-            select(meter_state)
-            .where(meter_state.c.meter_id.in_(meter_ids))
-            .order_by(meter_state.c.meter_id, meter_state.c.zone)
-        )
-        if self._postgres:
-            # Another gateway process may be deciding a reading of the same meter right now.
-            query = query.with_for_update()
-        return {(r["meter_id"], r["zone"]): state_from_row(r) for r in (await conn.execute(query)).mappings()}
+        # PostgreSQL: another gateway process may be deciding a reading of the same meter right
+        # now, hence FOR UPDATE there.
+        query = _STATES_FOR_UPDATE if self._postgres else _STATES
+        result = await conn.execute(query, {"meter_ids": list(meter_ids)})
+        return {(r["meter_id"], r["zone"]): state_from_row(r) for r in result.mappings()}
 
     def period_of(self, taken_at: datetime) -> tuple[str, Reason | None]:
         """The billing period a reading counts for, and a note when it is not the current one."""
@@ -532,13 +507,16 @@ class Intake:
             return
         sla_days = self.config.billing.sla_working_days
         inbound_rows = []
+        reason_lists = []  # each one's reasons as dicts, for its inbound response and its readings
         for p in fresh:
             sub = p.sub
             ev = p.evaluation
             assert ev is not None
+            reason_list = [r.as_dict() for r in ev.reasons]
+            reason_lists.append(reason_list)
             response = {
                 "status": ev.status.value,
-                "reasons": [r.as_dict() for r in ev.reasons],
+                "reasons": reason_list,
                 "account": p.meter.account if p.meter else sub.account,
                 "meter_serial": p.meter.serial if p.meter else sub.meter_serial,
                 "period": p.period,
@@ -560,14 +538,14 @@ class Intake:
             p.inbound_row["id"] = inbound_id
         await self._point_duplicates_at_owners(conn, fresh)
         reading_rows: list[dict[str, Any]] = []
-        for p, inbound_id in zip(fresh, ids, strict=True):
+        for p, inbound_id, reason_list in zip(fresh, ids, reason_lists, strict=True):
             assert p.inbound_row is not None and p.evaluation is not None
             ev = p.evaluation
             if p.meter is None or ev.duplicate or not ev.values:
                 continue
             taken_at = p.sub.taken_at or p.sub.received_at
             due = self.calendar.due_at(p.sub.received_at, sla_days)
-            reasons_json = orjson.dumps([r.as_dict() for r in ev.reasons]).decode()
+            reasons_json = orjson.dumps(reason_list).decode()
             for zone, value in ev.values.items():
                 row = {
                     "inbound_id": inbound_id,
@@ -671,7 +649,7 @@ async def insert_many(conn: Conn, table: Table, rows: list[dict[str, Any]]) -> l
     # one statement per row, the biggest cost of a group. Every SQLite transaction here starts
     # with BEGIN IMMEDIATE, so we hold the write lock and may hand out the ids ourselves: max + 1
     # on, exactly what SQLite would pick for an INTEGER PRIMARY KEY without AUTOINCREMENT.
-    last = (await conn.execute(select(func.max(table.c.id)))).scalar()
+    last = (await conn.execute(_MAX_ID[table.name])).scalar()
     first = (last or 0) + 1
     ids = list(range(first, first + len(rows)))
     for row, new_id in zip(rows, ids, strict=True):
@@ -680,8 +658,44 @@ async def insert_many(conn: Conn, table: Table, rows: list[dict[str, Any]]) -> l
     return ids
 
 
-# Statements with a fixed shape, built once.
+# Statements with a fixed shape, built once (lists go through expanding bind parameters).
 _INSERT = {t.name: insert(t) for t in (inbound, readings)}
+_MAX_ID = {t.name: select(func.max(t.c.id)) for t in (inbound, readings)}
+_REPLAY_COLUMNS = select(inbound.c.id, inbound.c.channel, inbound.c.channel_message_id, inbound.c.response)
+_REPLAY_ONE_CHANNEL = _REPLAY_COLUMNS.where(
+    inbound.c.channel == bindparam("ch"),
+    inbound.c.channel_message_id.in_(bindparam("mids", expanding=True)),
+)
+_REPLAY_READINGS = select(readings.c.inbound_id, readings.c.zone, readings.c.id).where(
+    readings.c.inbound_id.in_(bindparam("ids", expanding=True))
+)
+_PHONE_ACCOUNTS = (
+    select(phones.c.phone, accounts.c.number)
+    .join(accounts, accounts.c.id == phones.c.account_id)
+    .where(phones.c.phone.in_(bindparam("phones", expanding=True)))
+)
+_METERS = select(
+    meters.c.id,
+    meters.c.account_id,
+    accounts.c.number,
+    meters.c.serial,
+    meters.c.zones,
+    meters.c.digits,
+    meters.c.max_power_kw,
+    meters.c.active,
+).join(accounts, accounts.c.id == meters.c.account_id)
+_BY_SERIAL = meters.c.serial.in_(bindparam("serials", expanding=True))
+_BY_NUMBER = accounts.c.number.in_(bindparam("numbers", expanding=True))
+_METERS_BY_SERIAL = _METERS.where(_BY_SERIAL)
+_METERS_BY_NUMBER = _METERS.where(_BY_NUMBER)
+_METERS_BY_EITHER = _METERS.where(or_(_BY_SERIAL, _BY_NUMBER))
+_ACCOUNT_NUMBERS = select(accounts.c.number).where(_BY_NUMBER)
+_STATES = (
+    select(meter_state)
+    .where(meter_state.c.meter_id.in_(bindparam("meter_ids", expanding=True)))
+    .order_by(meter_state.c.meter_id, meter_state.c.zone)
+)
+_STATES_FOR_UPDATE = _STATES.with_for_update()
 _SAVE_STATE = (
     update(meter_state)
     .where(meter_state.c.meter_id == bindparam("k_meter"), meter_state.c.zone == bindparam("k_zone"))
@@ -698,8 +712,16 @@ _SAVE_STATE = (
         res_taken_at=bindparam("res_taken_at"),
     )
 )
-# (statement, parameter names of the rows) -> (SQL text, parameter names in placeholder order)
-_SQLITE_SQL: dict[tuple[int, tuple[str, ...]], tuple[str, tuple[str, ...]]] = {}
+# (statement, parameter names of the rows) -> (SQL text, parameter names in placeholder order,
+# placeholder positions of datetime columns)
+_SQLITE_SQL: dict[tuple[int, tuple[str, ...]], tuple[str, tuple[str, ...], tuple[int, ...]]] = {}
+
+
+def _is_datetime_type(type_: Any) -> bool:
+    try:
+        return bool(type_.python_type is datetime)
+    except NotImplementedError:
+        return False
 
 
 async def _sqlite_executemany(conn: Conn, stmt: Insert | Update, rows: list[dict[str, Any]]) -> None:
@@ -716,13 +738,14 @@ async def _sqlite_executemany(conn: Conn, stmt: Insert | Update, rows: list[dict
     hit = _SQLITE_SQL.get(key)
     if hit is None:
         compiled = stmt.compile(dialect=conn.dialect, column_keys=list(names))
-        hit = _SQLITE_SQL[key] = (compiled.string, tuple(compiled.positiontup or ()))
-    sql, order = hit
+        positions = tuple(compiled.positiontup or ())
+        dates = tuple(i for i, n in enumerate(positions) if _is_datetime_type(compiled.binds[n].type))
+        hit = _SQLITE_SQL[key] = (compiled.string, positions, dates)
+    sql, order, dates = hit
+    values_of = itemgetter(*order)
     texts: dict[datetime, str] = {}  # a group's readings share received_at and due_at
 
-    def param(value: Any) -> Any:
-        if not isinstance(value, datetime):
-            return value
+    def param(value: datetime) -> str:
         text = texts.get(value)
         if text is None:
             if value.tzinfo is None:
@@ -730,7 +753,19 @@ async def _sqlite_executemany(conn: Conn, stmt: Insert | Update, rows: list[dict
             text = texts[value] = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
         return text
 
-    await conn.exec_driver_sql(sql, [tuple([param(row[n]) for n in order]) for row in rows])
+    params: list[tuple[Any, ...]] = []
+    for row in rows:
+        values = values_of(row)
+        if len(order) == 1:
+            values = (values,)
+        if dates:
+            values = list(values)
+            for i in dates:
+                if values[i] is not None:
+                    values[i] = param(values[i])
+            values = tuple(values)
+        params.append(values)
+    await conn.exec_driver_sql(sql, params)
 
 
 async def save_states(conn: Conn, touched: dict[tuple[int, str], ZoneState]) -> None:

@@ -80,6 +80,15 @@ class Metrics:
             registry=self.registry,
         )
 
+        self._request_route: dict[str, Histogram] = {}  # route -> its labelled child, looked up once
+
+    def observe_request(self, route: str, seconds: float) -> None:
+        """`request_seconds.labels(route).observe(seconds)`, without the label lookup per request."""
+        child = self._request_route.get(route)
+        if child is None:
+            child = self._request_route[route] = self.request_seconds.labels(route)
+        child.observe(seconds)
+
     def observe_group(self, size: int, seconds: float) -> None:
         self.group_size.observe(size)
         self.commit_seconds.observe(seconds)
