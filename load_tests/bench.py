@@ -17,7 +17,6 @@ machine's cores; the table shows both processes' CPU use).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import platform
 import re
@@ -37,19 +36,20 @@ import orjson
 
 from load_tests import raw_sqlite
 from load_tests.client import serial
-from load_tests.common import BIN, PG_ADMIN_URL, Server, clean_env, free_port, pg_admin, pg_available
+from load_tests.common import (
+    BIN,
+    PG_ADMIN_URL,
+    Server,
+    clean_env,
+    count_rows,
+    cpu_seconds,
+    free_port,
+    pg_admin,
+    pg_available,
+)
 
 TOKEN = "bench-device-token"
 PG_DATABASE = "mg_bench"
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -202,24 +202,6 @@ def import_registry(run: Run, config: Path, csv: Path, name: str) -> None:
     run.imports[name] = time.monotonic() - started
 
 
-def count_stored(db_url: str) -> int:
-    async def go() -> int:
-        from sqlalchemy import func, select
-
-        from gateway.store.database import create_engine
-        from gateway.store.schema import readings
-
-        engine = create_engine(db_url)
-        try:
-            async with engine.connect() as conn:
-                query = select(func.count()).select_from(readings).where(readings.c.verdict == "accepted")
-                return int((await conn.execute(query)).scalar_one())
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
-
-
 def bench_gateway(run: Run, name: str, db_url: str, csv: Path) -> None:
     config = run.tmp / f"{name}.toml"
     port = free_port()
@@ -245,7 +227,7 @@ def bench_gateway(run: Run, name: str, db_url: str, csv: Path) -> None:
     finally:
         server.stop()
     answered = sum(p.result["accepted_all"] for p in run.phases if p.label.startswith(f"gateway {name},"))
-    run.stored[name] = (answered, count_stored(db_url))
+    run.stored[name] = (answered, count_rows(db_url, "readings", accepted_only=True))
 
 
 def bench_bare(run: Run) -> None:

@@ -113,3 +113,47 @@ def pg_admin(sql: str) -> None:
             await engine.dispose()
 
     asyncio.run(go())
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_load_client(cmd: list[str], server: Server, duration: float) -> dict[str, Any]:
+    """Run a load client process against `server`; its last JSON line plus the server's CPU share."""
+    assert server.proc is not None
+    cpu0 = cpu_seconds(server.proc.pid)
+    out = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(), cwd=ROOT)
+    if out.returncode != 0:
+        raise RuntimeError(f"load client failed:\n{out.stderr[-3000:]}")
+    result: dict[str, Any] = orjson.loads(out.stdout.strip().splitlines()[-1])
+    result["server_cpu"] = (cpu_seconds(server.proc.pid) - cpu0) / (duration + 1.0)
+    return result
+
+
+def count_rows(db_url: str, table_name: str, accepted_only: bool = False) -> int:
+    """Rows of a gateway table (accepted readings only, if asked): what the benchmark really stored."""
+
+    async def go() -> int:
+        from sqlalchemy import func, select
+
+        from gateway.store.database import create_engine
+        from gateway.store.schema import metadata
+
+        table = metadata.tables[table_name]
+        query = select(func.count()).select_from(table)
+        if accepted_only:
+            query = query.where(table.c.verdict == "accepted")
+        engine = create_engine(db_url)
+        try:
+            async with engine.connect() as conn:
+                return int((await conn.execute(query)).scalar_one())
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())

@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,11 +41,12 @@ from load_tests.common import (
     PG_ADMIN_URL,
     ROOT,
     Server,
-    clean_env,
+    count_rows,
     free_port,
     percentile,
     pg_admin,
     pg_available,
+    run_load_client,
 )
 
 KEY = "bench-kannel-key"
@@ -56,14 +56,6 @@ ROUTE = "/channels/sms/kannel"
 
 def phone(i: int) -> str:
     return f"+7900{i:07d}"
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- the bare baseline server -----------------------------------------------------------------
@@ -222,31 +214,7 @@ def client_phase(args: argparse.Namespace, server: Server, check: bool) -> dict[
     ]
     if not check:
         cmd.append("--no-check")
-    assert server.proc is not None
-    cpu0 = cpu_seconds(server.proc.pid)
-    out = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(), cwd=ROOT)
-    if out.returncode != 0:
-        raise RuntimeError(f"load client failed:\n{out.stderr[-3000:]}")
-    result: dict[str, Any] = orjson.loads(out.stdout.strip().splitlines()[-1])
-    result["server_cpu"] = (cpu_seconds(server.proc.pid) - cpu0) / (args.duration + 1.0)
-    return result
-
-
-def stored_inbound(db_url: str) -> int:
-    async def go() -> int:
-        from sqlalchemy import func, select
-
-        from gateway.store.database import create_engine
-        from gateway.store.schema import inbound
-
-        engine = create_engine(db_url)
-        try:
-            async with engine.connect() as conn:
-                return int((await conn.execute(select(func.count()).select_from(inbound))).scalar_one())
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
+    return run_load_client(cmd, server, args.duration)
 
 
 def route_p99_from_metrics(text: str) -> float | None:
@@ -283,7 +251,7 @@ def bench_gateway(
         result = client_phase(args, server, check=True)
     finally:
         server.stop()
-    result["stored"] = stored_inbound(db_url)
+    result["stored"] = count_rows(db_url, "inbound")
     return result
 
 
@@ -330,7 +298,7 @@ def bench_kannel(args: argparse.Namespace, tmp: Path, registry: Path) -> dict[st
         "seconds": elapsed,
         "sms_per_s": received / elapsed if elapsed else float("nan"),
         "route_p99_ms_bucket": p99,
-        "stored": stored_inbound(db_url),
+        "stored": count_rows(db_url, "inbound"),
     }
 
 

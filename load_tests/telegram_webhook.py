@@ -45,10 +45,12 @@ from load_tests.common import (
     ROOT,
     Server,
     clean_env,
+    count_rows,
     free_port,
     percentile,
     pg_admin,
     pg_available,
+    run_load_client,
 )
 
 ROUTE = "/channels/telegram/webhook"
@@ -57,14 +59,6 @@ HEADER = "X-Telegram-Bot-Api-Secret-Token"
 PG_DATABASE = "mg_tg_bench"
 FIRST_ACCOUNT = 6_000_000
 FIRST_CHAT = 800_000_000
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- the servers that are not the gateway ------------------------------------------------------
@@ -304,32 +298,7 @@ def client_phase(args: argparse.Namespace, server: Server, check: bool) -> dict[
     ]
     if not check:
         cmd.append("--no-check")
-    assert server.proc is not None
-    cpu0 = cpu_seconds(server.proc.pid)
-    out = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(), cwd=ROOT)
-    if out.returncode != 0:
-        raise RuntimeError(f"load client failed:\n{out.stderr[-3000:]}")
-    result: dict[str, Any] = orjson.loads(out.stdout.strip().splitlines()[-1])
-    result["server_cpu"] = (cpu_seconds(server.proc.pid) - cpu0) / (args.duration + 1.0)
-    return result
-
-
-def accepted_readings(db_url: str) -> int:
-    async def go() -> int:
-        from sqlalchemy import func, select
-
-        from gateway.store.database import create_engine
-        from gateway.store.schema import readings
-
-        engine = create_engine(db_url)
-        try:
-            async with engine.connect() as conn:
-                query = select(func.count()).select_from(readings).where(readings.c.verdict == "accepted")
-                return int((await conn.execute(query)).scalar_one())
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
+    return run_load_client(cmd, server, args.duration)
 
 
 def bench_gateway(
@@ -352,7 +321,7 @@ def bench_gateway(
         result = client_phase(args, server, check=True)
     finally:
         server.stop()
-    result["accepted"] = accepted_readings(db_url)
+    result["accepted"] = count_rows(db_url, "readings", accepted_only=True)
     result["replies"] = bot_api.get_json("/_stats")["counts"].get("sendMessage", 0) - sent_before
     return result
 
