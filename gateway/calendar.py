@@ -83,6 +83,7 @@ class WorkCalendar:
             raise ValueError(f"unknown time zone {timezone!r}") from exc
         self._extra_holidays: frozenset[date] = frozenset()
         self._extra_workdays: frozenset[date] = frozenset()
+        self._override_file = override_file
         if override_file is not None:
             self._extra_holidays, self._extra_workdays = _read_override_file(Path(override_file))
         self._federal_days_off: set[date] = set()
@@ -94,6 +95,10 @@ class WorkCalendar:
         self._due_utc: Callable[[date, int], datetime] = lru_cache(maxsize=_DUE_CACHE_SIZE)(
             self._compute_due_utc
         )
+
+    def __reduce__(self) -> tuple[type[WorkCalendar], tuple[str, str | Path | None]]:
+        # Sent to the intake writer process: made there again from its zone and override file.
+        return WorkCalendar, (self.timezone.key, self._override_file)
 
     def preload(self, *years: int) -> None:
         """Load these federal years now (tens of ms each) rather than inside the first decision."""

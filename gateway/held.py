@@ -173,7 +173,7 @@ async def _set(
     group: RuleGroup,
     consumption: dict[str, Decimal | None],
 ) -> None:
-    from gateway.intake import advance_state, save_states
+    from gateway.decide import advance_state, save_states
 
     reasons_json = orjson.dumps([r.as_dict() for r in found]).decode()
     for r in rows:

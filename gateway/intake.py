@@ -4,7 +4,8 @@ Every channel calls `Intake.submit` (or `submit_many` for a device batch). Submi
 to a single writer task that takes whatever has accumulated while the previous commit was
 running and decides all of it in one transaction: group commit. A sender is answered only after
 that transaction has committed, so an acknowledged reading survives a crash, and the cost of the
-durable commit is shared by every request that arrived meanwhile.
+durable commit is shared by every request that arrived meanwhile. What a decision is lives in
+gateway/decide.py; this module decides where it runs.
 """
 
 from __future__ import annotations
@@ -12,127 +13,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from decimal import Decimal
-from operator import itemgetter
-from typing import Any
 
-import orjson
-from sqlalchemy import (
-    Connection,
-    CursorResult,
-    Engine,
-    Executable,
-    Table,
-    and_,
-    bindparam,
-    func,
-    insert,
-    or_,
-    select,
-    update,
-)
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.sql.dml import Insert, Update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.calendar import WorkCalendar, billing_period
-from gateway.config import Config, RuleThresholds
-from gateway.grammar import HELP_EN, HELP_RU, ParsedReading, ParseFailure, parse_message
+from gateway.calendar import WorkCalendar
+from gateway.config import Config
+from gateway.decide import Decider
 from gateway.metrics import Metrics
-from gateway.model import (
-    CHANNEL_GROUP,
-    Channel,
-    ReadingOut,
-    Reason,
-    RuleGroup,
-    Severity,
-    Status,
-    Submission,
-    Verdict,
-)
-from gateway.privacy import mask_phone, normalize_phone
-from gateway.store.database import create_sqlite_writer_engine
-from gateway.store.rows import meter_info, state_from_row
-from gateway.store.schema import accounts, inbound, meter_state, meters, phones, readings
-from gateway.validation.context import SECONDS_PER_DAY, MeterInfo, ZoneState
-from gateway.validation.evaluate import Evaluation, evaluate
-from gateway.validation.explain import period_ru, reason
+from gateway.model import Submission, Verdict
+from gateway.store.database import sqlite_file_url
+from gateway.writer_process import WriterProcess, WriterProcessDied
 
 log = logging.getLogger(__name__)
 
-PHONE_CHANNELS = {Channel.SMS, Channel.IVR}
 Clock = Callable[[], datetime]
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def source_of(sub: Submission) -> str:
-    """Who sent it, as stored with the reading: phones masked, other ids as they are."""
-    if sub.channel in PHONE_CHANNELS:
-        return mask_phone(sub.sender)
-    if sub.channel is Channel.OPERATOR:
-        return f"employee:{sub.employee or sub.sender}"
-    return f"{sub.channel.value}:{sub.sender}"[:128]
-
-
-class SyncConnection:
-    """The async face of a synchronous connection, so that one `_decide_in` serves both paths.
-
-    Its methods never suspend: a coroutine that awaits only these runs to completion with a
-    single `send(None)` (see `_run_to_completion`)."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.sync = conn
-        self.dialect = conn.dialect
-
-    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
-        return self.sync.execute(statement, parameters)
-
-    async def exec_driver_sql(self, statement: str, parameters: Any = None) -> CursorResult[Any]:
-        return self.sync.exec_driver_sql(statement, parameters)
-
-
-Conn = AsyncConnection | SyncConnection
-
-
-def _run_to_completion(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Run a coroutine that awaits nothing but `SyncConnection` methods, on this thread."""
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        return done.value
-    coro.close()
-    raise RuntimeError("the intake decision awaited something other than its SQLite connection")
-
-
-@dataclass(slots=True)
-class _Lookup:
-    """Registry rows needed by one group, fetched with a few IN queries."""
-
-    by_serial: dict[str, MeterInfo] = field(default_factory=dict)
-    by_account: dict[str, list[MeterInfo]] = field(default_factory=dict)
-    by_phone: dict[str, list[str]] = field(default_factory=dict)  # phone -> account numbers
-    account_numbers: set[str] = field(default_factory=set)
-
-
-@dataclass(slots=True)
-class _Pending:
-    """One submission's outcome inside a group, until the group commits."""
-
-    sub: Submission
-    verdict: Verdict | None = None  # set for replays
-    copy_of: int | None = None  # index of an earlier identical message in the same group
-    meter: MeterInfo | None = None
-    evaluation: Evaluation | None = None
-    period: str | None = None
-    inbound_row: dict[str, Any] | None = None
-    reading_rows: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Intake:
@@ -155,24 +57,19 @@ class Intake:
             asyncio.Queue()
         )
         self._writer: asyncio.Task[None] | None = None
-        self._postgres = engine.dialect.name == "postgresql"
-        # SQLite: groups are decided on one dedicated thread with a plain sqlite3 connection to
-        # the database of `self.engine` (see _decide_group), made when first needed.
-        self._sqlite_engine: Engine | None = None
-        self._sqlite_engine_for: AsyncEngine | None = None
-        self._sqlite_thread: ThreadPoolExecutor | None = None
-        self._limits: dict[RuleGroup, RuleThresholds] = {
-            RuleGroup.RESIDENTS: config.validation.residents,
-            RuleGroup.OPERATORS: config.validation.operators,
-            RuleGroup.DEVICES: config.validation.devices,
-        }
+        # In-process decisions (PostgreSQL, in-memory SQLite); a SQLite file is written by a
+        # process of its own (see _decide_group), started when first needed.
+        self._decider = Decider(config, calendar, postgres=engine.dialect.name == "postgresql")
+        self._process: WriterProcess | None = None
+        self._process_for: AsyncEngine | None = None
+        self._process_thread: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_loop(), name="intake-writer")
 
     async def stop(self) -> None:
-        """Finish what is queued, then stop the writer."""
+        """Finish what is queued, then stop the writer (and its process)."""
         if self._writer is None:
             return
         await self._queue.join()
@@ -182,25 +79,33 @@ class Intake:
         except asyncio.CancelledError:
             pass
         self._writer = None
-        if self._sqlite_thread is not None:
-            if self._sqlite_engine is not None:
-                loop = asyncio.get_running_loop()
-                await loop.run_in_executor(self._sqlite_thread, self._sqlite_engine.dispose)
-            self._sqlite_thread.shutdown()
-        self._sqlite_engine = self._sqlite_engine_for = self._sqlite_thread = None
+        if self._process_thread is not None:
+            loop = asyncio.get_running_loop()
+            if self._process is not None:
+                await loop.run_in_executor(self._process_thread, self._process.close)
+            self._process_thread.shutdown()
+        self._process = self._process_for = self._process_thread = None
 
-    def _sqlite_writer(self) -> tuple[Engine, ThreadPoolExecutor] | None:
-        """The writer thread's engine on the database of `self.engine` (None on PostgreSQL)."""
-        if self._sqlite_engine_for is not self.engine:  # first use, or the engine was replaced
-            if self._sqlite_engine is not None:
-                self._sqlite_engine.dispose()  # the thread is idle between groups
-            self._sqlite_engine_for = self.engine
-            self._sqlite_engine = create_sqlite_writer_engine(self.engine)
-        if self._sqlite_engine is None:
+    def _writer_process(self) -> tuple[WriterProcess, ThreadPoolExecutor] | None:
+        """The writer process for the SQLite file of `self.engine` (None: decide in-process)."""
+        if self._process is not None and not self._process.alive():
+            # Killed between groups: nothing was in hand, so a new process simply takes over.
+            log.error("intake writer process %s is gone; starting a new one", self._process.pid)
+            self._process_for = None
+        if self._process_for is not self.engine:  # first use, engine replaced, or process gone
+            if self._process is not None:
+                self._process.close()  # idle between groups
+                self._process = None
+            self._process_for = self.engine
+            url = sqlite_file_url(self.engine)
+            if url is not None:
+                self._process = WriterProcess(url, self.config, self.calendar)
+        if self._process is None:
             return None
-        if self._sqlite_thread is None:
-            self._sqlite_thread = ThreadPoolExecutor(1, thread_name_prefix="intake-sqlite")
-        return self._sqlite_engine, self._sqlite_thread
+        if self._process_thread is None:
+            # Waiting for the process's answer blocks: one thread does it, so groups stay in order.
+            self._process_thread = ThreadPoolExecutor(1, thread_name_prefix="intake-writer")
+        return self._process, self._process_thread
 
     async def submit(self, sub: Submission) -> Verdict:
         """Decide one submission; returns once its verdict is durably stored."""
@@ -250,624 +155,30 @@ class Intake:
                 self._queue.task_done()
 
     async def _decide_group(self, subs: list[Submission]) -> list[Verdict]:
-        writer = self._sqlite_writer()
+        now = self.clock()
+        writer = self._writer_process()
         if writer is not None:
-            # SQLite: through aiosqlite and SQLAlchemy's async layer every statement costs
-            # several thread hops, a fixed ~4 ms of CPU per group that caps single-reading
-            # requests. The same decision on one thread with a plain sqlite3 connection costs
-            # one hop per group. The connection has the same pragmas (synchronous=FULL) and
-            # BEGIN IMMEDIATE, and the group is committed before this returns and anyone is
-            # answered.
+            # SQLite file: the group is decided and committed (synchronous=FULL) by the writer
+            # process before its verdicts come back; see gateway/writer_process.py for why.
+            process, thread = writer
             loop = asyncio.get_running_loop()
-            sync_engine, thread = writer
-            verdicts: list[Verdict] = await loop.run_in_executor(
-                thread, self._decide_group_sync, sync_engine, subs
-            )
+            try:
+                verdicts: list[Verdict] = await loop.run_in_executor(thread, process.decide, now, subs)
+            except WriterProcessDied:
+                # The process is gone (killed?). Whether this group was committed is unknown, so
+                # its senders get an error and retry; their message ids make a retry safe. The
+                # next group starts a new process.
+                self._process_for = None
+                raise
             return verdicts
         # A concurrent process may insert the same channel message id between our dedupe
         # query and our insert (PostgreSQL, several gateways); the retry then replays it.
         for attempt in range(3):
             try:
                 async with self.engine.begin() as conn:
-                    return await self._decide_in(conn, subs)
+                    return await self._decider.decide(conn, subs, now)
             except IntegrityError:
                 if attempt == 2:
                     raise
                 log.info("intake group hit a concurrent duplicate; retrying")
         raise AssertionError("unreachable")
-
-    def _decide_group_sync(self, engine: Engine, subs: list[Submission]) -> list[Verdict]:
-        for attempt in range(3):
-            try:
-                with engine.begin() as conn:
-                    verdicts: list[Verdict] = _run_to_completion(self._decide_in(SyncConnection(conn), subs))
-                    return verdicts
-            except IntegrityError:
-                if attempt == 2:
-                    raise
-                log.info("intake group hit a concurrent duplicate; retrying")
-        raise AssertionError("unreachable")
-
-    async def _decide_in(self, conn: Conn, subs: list[Submission]) -> list[Verdict]:
-        now = self.clock()
-        pending = [_Pending(s) for s in subs]
-        await self._replay_known(conn, pending)
-        fresh = [p for p in pending if p.verdict is None and p.copy_of is None]
-        for p in fresh:
-            if p.sub.text is not None and not p.sub.values and not p.sub.positional_values:
-                read_text(p)
-        lookup = await self._lookup(conn, [p for p in fresh if p.evaluation is None])
-        for p in fresh:
-            if p.evaluation is not None:
-                continue
-            p.meter, problem = self._resolve(p.sub, lookup)
-            if problem is not None:
-                p.evaluation = Evaluation(Status.REJECTED, [problem])
-        states = await self._load_states(
-            conn, {p.meter.id for p in fresh if p.meter and p.evaluation is None}
-        )
-        for p in fresh:
-            if p.evaluation is None and p.meter is not None:
-                self._evaluate(p, states, now)
-        await self._store(conn, fresh, states)
-        return [self._verdict_of(p, pending) for p in pending]
-
-    async def _replay_known(self, conn: Conn, pending: list[_Pending]) -> None:
-        """Messages already stored (same channel message id) get their stored answer again."""
-        keys: dict[tuple[str, str], int] = {}
-        for i, p in enumerate(pending):
-            if p.sub.channel_message_id is None:
-                continue
-            key = (p.sub.channel.value, p.sub.channel_message_id)
-            if key in keys:
-                p.copy_of = keys[key]
-            else:
-                keys[key] = i
-        if not keys:
-            return
-        # One `channel = ? AND channel_message_id IN (...)` per channel: the unique index
-        # (channel, channel_message_id) serves it on both databases, whereas a row-value
-        # `(channel, id) IN ((...), ...)` scans the whole table on SQLite and plans badly on
-        # PostgreSQL, getting slower as `inbound` grows.
-        by_channel: dict[str, list[str]] = {}
-        for ch, mid in keys:
-            by_channel.setdefault(ch, []).append(mid)
-        if len(by_channel) == 1:  # the usual case: a prebuilt statement
-            ((ch, mids),) = by_channel.items()
-            result = await conn.execute(_REPLAY_ONE_CHANNEL, {"ch": ch, "mids": mids})
-        else:
-            result = await conn.execute(
-                _REPLAY_COLUMNS.where(
-                    or_(
-                        *(
-                            and_(inbound.c.channel == ch, inbound.c.channel_message_id.in_(ids))
-                            for ch, ids in by_channel.items()
-                        )
-                    )
-                )
-            )
-        rows = result.all()
-        if not rows:
-            return
-        reading_ids: dict[int, dict[str, int]] = {}
-        ids = [r.id for r in rows]
-        for rr in (await conn.execute(_REPLAY_READINGS, {"ids": ids})).all():
-            reading_ids.setdefault(rr.inbound_id, {})[rr.zone] = rr.id
-        for r in rows:
-            p = pending[keys[(r.channel, r.channel_message_id)]]
-            p.verdict = verdict_from_json(r.response, r.id, reading_ids.get(r.id, {}), duplicate=True)
-
-    async def _lookup(self, conn: Conn, fresh: list[_Pending]) -> _Lookup:
-        found = _Lookup()
-        serials = {p.sub.meter_serial for p in fresh if p.sub.meter_serial}
-        numbers = {p.sub.account for p in fresh if p.sub.account}
-        phone_list = {
-            normalize_phone(p.sub.sender)
-            for p in fresh
-            if p.sub.channel in PHONE_CHANNELS and not p.sub.meter_serial and not p.sub.account
-        }
-        if phone_list:
-            for row in (await conn.execute(_PHONE_ACCOUNTS, {"phones": list(phone_list)})).all():
-                phone, number = row.phone, row.number
-                found.by_phone.setdefault(phone, []).append(number)
-                numbers.add(number)
-        if not serials and not numbers:
-            return found
-        if serials and numbers:
-            query, params = _METERS_BY_EITHER, {"serials": list(serials), "numbers": list(numbers)}
-        elif serials:
-            query, params = _METERS_BY_SERIAL, {"serials": list(serials)}
-        else:
-            query, params = _METERS_BY_NUMBER, {"numbers": list(numbers)}
-        for r in (await conn.execute(query, params)).all():
-            info = meter_info(r._mapping, r.number)
-            found.by_serial[info.serial] = info
-            found.by_account.setdefault(info.account, []).append(info)
-            found.account_numbers.add(info.account)
-        if numbers:
-            existing = (await conn.execute(_ACCOUNT_NUMBERS, {"numbers": list(numbers)})).scalars()
-            found.account_numbers.update(existing)
-        return found
-
-    def _resolve(self, sub: Submission, lookup: _Lookup) -> tuple[MeterInfo | None, Reason | None]:
-        """Which meter a submission is for, or why that cannot be told."""
-        if sub.meter_serial:
-            meter = lookup.by_serial.get(sub.meter_serial)
-            if meter is None:
-                return None, reason(
-                    "unknown_meter",
-                    Severity.REJECT,
-                    f"Счётчик {sub.meter_serial[:16]} не найден. Проверьте номер",
-                    f"meter {sub.meter_serial} is not in the registry",
-                )
-            if sub.account and meter.account != sub.account:
-                return None, reason(
-                    "meter_not_on_account",
-                    Severity.REJECT,
-                    f"Счётчик {meter.serial[:16]} не относится к л/с {sub.account[:16]}",
-                    f"meter {meter.serial} does not belong to account {sub.account}",
-                )
-            return meter, None
-        account = sub.account
-        if account is None and sub.channel in PHONE_CHANNELS:
-            known = lookup.by_phone.get(normalize_phone(sub.sender), [])
-            if len(known) != 1:
-                return None, reason(
-                    "unknown_sender" if not known else "account_ambiguous",
-                    Severity.REJECT,
-                    "Укажите номер л/с: 1234567 12345"
-                    if not known
-                    else "На номер несколько л/с. Укажите л/с",
-                    "the sender's phone is not registered; give the account number"
-                    if not known
-                    else "the sender's phone belongs to several accounts; give the account number",
-                )
-            account = known[0]
-        if account is None:
-            return None, reason(
-                "no_account", Severity.REJECT, "Укажите номер лицевого счёта", "no account or meter given"
-            )
-        candidates = [m for m in lookup.by_account.get(account, []) if m.active] or lookup.by_account.get(
-            account, []
-        )
-        if account not in lookup.account_numbers:
-            return None, reason(
-                "unknown_account",
-                Severity.REJECT,
-                f"Л/с {account[:16]} не найден. Проверьте номер",
-                f"account {account} is not in the registry",
-            )
-        if len(candidates) != 1:
-            return None, reason(
-                "meter_ambiguous" if candidates else "no_meter",
-                Severity.REJECT,
-                "У л/с несколько счётчиков: укажите л/с#счётчик#показание"
-                if candidates
-                else "У л/с нет счётчика. Позвоните нам",
-                f"account {account} has {len(candidates)} meters; give the meter serial",
-            )
-        return candidates[0], None
-
-    async def _load_states(self, conn: Conn, meter_ids: set[int]) -> dict[tuple[int, str], ZoneState]:
-        if not meter_ids:
-            return {}
-        # PostgreSQL: another gateway process may be deciding a reading of the same meter right
-        # now, hence FOR UPDATE there.
-        query = _STATES_FOR_UPDATE if self._postgres else _STATES
-        result = await conn.execute(query, {"meter_ids": list(meter_ids)})
-        return {(r["meter_id"], r["zone"]): state_from_row(r) for r in result.mappings()}
-
-    def period_of(self, taken_at: datetime) -> tuple[str, Reason | None]:
-        """The billing period a reading counts for, and a note when it is not the current one."""
-        cal = self.config.calendar
-        day = self.calendar.local_date(taken_at)
-        period = billing_period(day, cal.window_start_day, cal.cutoff_day)
-        if day.day < cal.cutoff_day:
-            return period, None
-        return period, reason(
-            "next_period",
-            Severity.INFO,
-            f"Учтём в {period_ru(period, prepositional=True)}: приём до {cal.cutoff_day - 1}-го",
-            f"counted for {period}: readings for this month were taken until day {cal.cutoff_day - 1}",
-        )
-
-    def _evaluate(self, p: _Pending, states: dict[tuple[int, str], ZoneState], now: datetime) -> None:
-        assert p.meter is not None
-        sub, meter = p.sub, p.meter
-        group = CHANNEL_GROUP[sub.channel]
-        taken_at = sub.taken_at or sub.received_at
-        period, note = self.period_of(taken_at)
-        zone_states = {z: states.setdefault((meter.id, z), ZoneState()) for z in meter.zones}
-        p.period = period
-        p.evaluation = ev = evaluate(
-            meter=meter,
-            values=sub.values,
-            positional=sub.positional_values,
-            taken_at=taken_at,
-            now=now,
-            period=period,
-            period_note=note,
-            group=group,
-            limits=self._limits[group],
-            states=zone_states,
-            tz=self.calendar.timezone,
-        )
-        if ev.duplicate or ev.status is not Status.ACCEPTED:
-            return
-        # Only an accepted value becomes the history later readings are judged against: one held
-        # for confirmation or for the back office may yet be rejected (gateway/held.py moves the
-        # history on when it is accepted).
-        for zone, value in ev.values.items():
-            advance_state(zone_states[zone], value, taken_at, period, group, ev.consumption.get(zone), p)
-
-    async def _store(
-        self, conn: Conn, fresh: list[_Pending], states: dict[tuple[int, str], ZoneState]
-    ) -> None:
-        if not fresh:
-            return
-        sla_days = self.config.billing.sla_working_days
-        inbound_rows = []
-        reason_lists = []  # each one's reasons as dicts, for its inbound response and its readings
-        for p in fresh:
-            sub = p.sub
-            ev = p.evaluation
-            assert ev is not None
-            reason_list = [r.as_dict() for r in ev.reasons]
-            reason_lists.append(reason_list)
-            response = {
-                "status": ev.status.value,
-                "reasons": reason_list,
-                "account": p.meter.account if p.meter else sub.account,
-                "meter_serial": p.meter.serial if p.meter else sub.meter_serial,
-                "period": p.period,
-                "values": {z: str(v) for z, v in ev.values.items()},
-                "duplicate_of": ev.duplicate_of,  # set after the insert when the original is in this group
-            }
-            p.inbound_row = {
-                "channel": sub.channel.value,
-                "channel_message_id": sub.channel_message_id,
-                "received_at": sub.received_at,
-                "source": source_of(sub),
-                "payload": sub.raw or sub.text or orjson.dumps({"values": dict(sub.values)}).decode(),
-                "response": orjson.dumps(response).decode(),
-            }
-            inbound_rows.append(p.inbound_row)
-        ids = await insert_many(conn, inbound, inbound_rows)
-        for p, inbound_id in zip(fresh, ids, strict=True):
-            assert p.inbound_row is not None
-            p.inbound_row["id"] = inbound_id
-        await self._point_duplicates_at_owners(conn, fresh)
-        reading_rows: list[dict[str, Any]] = []
-        for p, inbound_id, reason_list in zip(fresh, ids, reason_lists, strict=True):
-            assert p.inbound_row is not None and p.evaluation is not None
-            ev = p.evaluation
-            if p.meter is None or ev.duplicate or not ev.values:
-                continue
-            taken_at = p.sub.taken_at or p.sub.received_at
-            due = self.calendar.due_at(p.sub.received_at, sla_days)
-            reasons_json = orjson.dumps(reason_list).decode()
-            for zone, value in ev.values.items():
-                row = {
-                    "inbound_id": inbound_id,
-                    "account_id": p.meter.account_id,
-                    "meter_id": p.meter.id,
-                    "zone": zone,
-                    "value": str(value),
-                    "taken_at": taken_at,
-                    "received_at": p.sub.received_at,
-                    "channel": p.sub.channel.value,
-                    "source": p.inbound_row["source"],
-                    "employee": p.sub.employee,
-                    "period": p.period,
-                    "verdict": ev.status.value,
-                    "reasons": reasons_json,
-                    "due_at": due,
-                }
-                p.reading_rows.append(row)
-                reading_rows.append(row)
-        if reading_rows:
-            rids = await insert_many(conn, readings, reading_rows)
-            for row, rid in zip(reading_rows, rids, strict=True):
-                row["id"] = rid
-        await self._save_states(conn, fresh, states)
-
-    async def _point_duplicates_at_owners(self, conn: Conn, fresh: list[_Pending]) -> None:
-        """A repeat of a message decided earlier in this same group answers with that one's receipt."""
-        for p in fresh:
-            ev = p.evaluation
-            if ev is None or not ev.duplicate or not isinstance(ev.duplicate_owner, _Pending):
-                continue
-            owner_row = ev.duplicate_owner.inbound_row
-            assert owner_row is not None and p.inbound_row is not None
-            ev.duplicate_of, ev.duplicate_owner = owner_row["id"], None
-            response = orjson.loads(p.inbound_row["response"])
-            response["duplicate_of"] = ev.duplicate_of
-            p.inbound_row["response"] = orjson.dumps(response).decode()
-            await conn.execute(
-                update(inbound)
-                .where(inbound.c.id == p.inbound_row["id"])
-                .values(response=p.inbound_row["response"])
-            )
-
-    async def _save_states(
-        self, conn: Conn, fresh: list[_Pending], states: dict[tuple[int, str], ZoneState]
-    ) -> None:
-        touched: dict[tuple[int, str], ZoneState] = {}
-        for p in fresh:
-            ev = p.evaluation
-            if p.meter is None or ev is None or ev.duplicate:
-                continue
-            if ev.status is not Status.ACCEPTED:
-                continue
-            for zone in ev.values:
-                key = (p.meter.id, zone)
-                state = states[key]
-                if state.last_owner is p:
-                    assert p.inbound_row is not None
-                    state.last_receipt = p.inbound_row["id"]
-                    state.last_owner = None
-                touched[key] = state
-        await save_states(conn, touched)
-
-    def _verdict_of(self, p: _Pending, pending: list[_Pending]) -> Verdict:
-        if p.verdict is not None:
-            return p.verdict
-        if p.copy_of is not None:
-            original = self._verdict_of(pending[p.copy_of], pending)
-            return Verdict(
-                original.status,
-                original.reasons,
-                original.receipt,
-                original.account,
-                original.meter_serial,
-                original.period,
-                original.readings,
-                duplicate=True,
-            )
-        ev = p.evaluation
-        assert ev is not None and p.inbound_row is not None
-        ids = {row["zone"]: row["id"] for row in p.reading_rows}
-        receipt = ev.duplicate_of if ev.duplicate else p.inbound_row["id"]
-        return Verdict(
-            status=ev.status,
-            reasons=tuple(ev.reasons),
-            receipt=receipt,
-            account=p.meter.account if p.meter else p.sub.account,
-            meter_serial=p.meter.serial if p.meter else p.sub.meter_serial,
-            period=p.period,
-            readings=tuple(ReadingOut(ids.get(z), z, v) for z, v in ev.values.items()),
-            duplicate=ev.duplicate,
-        )
-
-
-async def insert_many(conn: Conn, table: Table, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert `rows` in one executemany; returns their new ids in the order of `rows`."""
-    if conn.dialect.name != "sqlite":
-        result = await conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
-        return list(result.scalars().all())
-    # SQLAlchemy cannot batch INSERT .. RETURNING with sort_by_parameter_order on SQLite: it sends
-    # one statement per row, the biggest cost of a group. Every SQLite transaction here starts
-    # with BEGIN IMMEDIATE, so we hold the write lock and may hand out the ids ourselves: max + 1
-    # on, exactly what SQLite would pick for an INTEGER PRIMARY KEY without AUTOINCREMENT.
-    last = (await conn.execute(_MAX_ID[table.name])).scalar()
-    first = (last or 0) + 1
-    ids = list(range(first, first + len(rows)))
-    for row, new_id in zip(rows, ids, strict=True):
-        row["id"] = new_id
-    await _sqlite_executemany(conn, _INSERT[table.name], rows)
-    return ids
-
-
-# Statements with a fixed shape, built once (lists go through expanding bind parameters).
-_INSERT = {t.name: insert(t) for t in (inbound, readings)}
-_MAX_ID = {t.name: select(func.max(t.c.id)) for t in (inbound, readings)}
-_REPLAY_COLUMNS = select(inbound.c.id, inbound.c.channel, inbound.c.channel_message_id, inbound.c.response)
-_REPLAY_ONE_CHANNEL = _REPLAY_COLUMNS.where(
-    inbound.c.channel == bindparam("ch"),
-    inbound.c.channel_message_id.in_(bindparam("mids", expanding=True)),
-)
-_REPLAY_READINGS = select(readings.c.inbound_id, readings.c.zone, readings.c.id).where(
-    readings.c.inbound_id.in_(bindparam("ids", expanding=True))
-)
-_PHONE_ACCOUNTS = (
-    select(phones.c.phone, accounts.c.number)
-    .join(accounts, accounts.c.id == phones.c.account_id)
-    .where(phones.c.phone.in_(bindparam("phones", expanding=True)))
-)
-_METERS = select(
-    meters.c.id,
-    meters.c.account_id,
-    accounts.c.number,
-    meters.c.serial,
-    meters.c.zones,
-    meters.c.digits,
-    meters.c.max_power_kw,
-    meters.c.active,
-).join(accounts, accounts.c.id == meters.c.account_id)
-_BY_SERIAL = meters.c.serial.in_(bindparam("serials", expanding=True))
-_BY_NUMBER = accounts.c.number.in_(bindparam("numbers", expanding=True))
-_METERS_BY_SERIAL = _METERS.where(_BY_SERIAL)
-_METERS_BY_NUMBER = _METERS.where(_BY_NUMBER)
-_METERS_BY_EITHER = _METERS.where(or_(_BY_SERIAL, _BY_NUMBER))
-_ACCOUNT_NUMBERS = select(accounts.c.number).where(_BY_NUMBER)
-_STATES = (
-    select(meter_state)
-    .where(meter_state.c.meter_id.in_(bindparam("meter_ids", expanding=True)))
-    .order_by(meter_state.c.meter_id, meter_state.c.zone)
-)
-_STATES_FOR_UPDATE = _STATES.with_for_update()
-_SAVE_STATE = (
-    update(meter_state)
-    .where(meter_state.c.meter_id == bindparam("k_meter"), meter_state.c.zone == bindparam("k_zone"))
-    .values(
-        last_value=bindparam("last_value"),
-        last_taken_at=bindparam("last_taken_at"),
-        last_receipt=bindparam("last_receipt"),
-        last_period=bindparam("last_period"),
-        total_kwh=bindparam("total_kwh"),
-        total_days=bindparam("total_days"),
-        dev_value=bindparam("dev_value"),
-        dev_taken_at=bindparam("dev_taken_at"),
-        res_value=bindparam("res_value"),
-        res_taken_at=bindparam("res_taken_at"),
-    )
-)
-# (statement, parameter names of the rows) -> (SQL text, parameter names in placeholder order,
-# placeholder positions of datetime columns)
-_SQLITE_SQL: dict[tuple[int, tuple[str, ...]], tuple[str, tuple[str, ...], tuple[int, ...]]] = {}
-
-
-def _is_datetime_type(type_: Any) -> bool:
-    try:
-        return bool(type_.python_type is datetime)
-    except NotImplementedError:
-        return False
-
-
-async def _sqlite_executemany(conn: Conn, stmt: Insert | Update, rows: list[dict[str, Any]]) -> None:
-    """SQLite: executemany of a module-level INSERT/UPDATE straight through the driver.
-
-    SQLAlchemy processes every parameter of every row (about 7 datetime conversions a reading),
-    a fifth of the writer's time on SQLite; here the SQL is compiled once and rows go as tuples.
-    The rows hold only text, integers, None and aware datetimes; a datetime becomes exactly the
-    text SQLAlchemy's SQLite DateTime stores for UtcDateTime (UTC, no zone,
-    'YYYY-MM-DD HH:MM:SS.ffffff'), so it reads back through UtcDateTime unchanged.
-    """
-    names = tuple(rows[0])
-    key = (id(stmt), names)  # only module-level statements come here, so id() is stable
-    hit = _SQLITE_SQL.get(key)
-    if hit is None:
-        compiled = stmt.compile(dialect=conn.dialect, column_keys=list(names))
-        positions = tuple(compiled.positiontup or ())
-        dates = tuple(i for i, n in enumerate(positions) if _is_datetime_type(compiled.binds[n].type))
-        hit = _SQLITE_SQL[key] = (compiled.string, positions, dates)
-    sql, order, dates = hit
-    values_of = itemgetter(*order)
-    texts: dict[datetime, str] = {}  # a group's readings share received_at and due_at
-
-    def param(value: datetime) -> str:
-        text = texts.get(value)
-        if text is None:
-            if value.tzinfo is None:
-                raise ValueError("naive datetime given where an aware UTC one is required")
-            text = texts[value] = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-        return text
-
-    params: list[tuple[Any, ...]] = []
-    for row in rows:
-        values = values_of(row)
-        if len(order) == 1:
-            values = (values,)
-        if dates:
-            values = list(values)
-            for i in dates:
-                if values[i] is not None:
-                    values[i] = param(values[i])
-            values = tuple(values)
-        params.append(values)
-    await conn.exec_driver_sql(sql, params)
-
-
-async def save_states(conn: Conn, touched: dict[tuple[int, str], ZoneState]) -> None:
-    """Write zone states back in one executemany."""
-    if not touched:
-        return
-    rows = [
-        {
-            "k_meter": meter_id,
-            "k_zone": zone,
-            "last_value": _str(s.last_value),
-            "last_taken_at": s.last_taken_at,
-            "last_receipt": s.last_receipt,
-            "last_period": s.last_period,
-            "total_kwh": str(s.total_kwh),
-            "total_days": str(s.total_days),
-            "dev_value": _str(s.dev_value),
-            "dev_taken_at": s.dev_taken_at,
-            "res_value": _str(s.res_value),
-            "res_taken_at": s.res_taken_at,
-        }
-        for (meter_id, zone), s in touched.items()
-    ]
-    if conn.dialect.name == "sqlite":
-        await _sqlite_executemany(conn, _SAVE_STATE, rows)  # see there why
-    else:
-        await conn.execute(_SAVE_STATE, rows)
-
-
-def read_text(p: _Pending) -> None:
-    """Free text (SMS, chat) through the residents' grammar: values, or why it is not understood."""
-    parsed = parse_message(p.sub.text or "")
-    if isinstance(parsed, ParsedReading):
-        p.sub = replace(
-            p.sub,
-            account=parsed.account or p.sub.account,
-            meter_serial=parsed.meter_serial or p.sub.meter_serial,
-            values={zone: value for zone, value in parsed.values if zone is not None},
-            positional_values=tuple(value for zone, value in parsed.values if zone is None),
-        )
-        return
-    if isinstance(parsed, ParseFailure):
-        found = reason(f"format_{parsed.code}", Severity.REJECT, parsed.message_ru, parsed.message_en)
-    else:  # a command reached the intake: the channel should have answered it itself
-        found = reason("not_a_reading", Severity.REJECT, HELP_RU, HELP_EN)
-    p.evaluation = Evaluation(Status.REJECTED, [found])
-
-
-def advance_state(
-    state: ZoneState,
-    value: Decimal,
-    taken_at: datetime,
-    period: str,
-    group: RuleGroup,
-    used: Decimal | None,
-    owner: object,
-) -> None:
-    """Make `value` the zone's last reading and add its consumption to the running average."""
-    if used is not None and state.last_taken_at is not None:
-        state.total_kwh += used
-        days = Decimal((taken_at - state.last_taken_at).total_seconds()) / SECONDS_PER_DAY
-        # A millionth of a day (0.09 s) is plenty, and keeps the stored text short.
-        state.total_days = (state.total_days + days).quantize(Decimal("0.000001"))
-    state.last_value = value
-    state.last_taken_at = taken_at
-    state.last_period = period
-    # The receipt (inbound id) is known only after the insert; until then the owner stands in.
-    state.last_receipt = None
-    state.last_owner = owner
-    if group is RuleGroup.DEVICES:
-        state.dev_value, state.dev_taken_at = value, taken_at
-    else:
-        state.res_value, state.res_taken_at = value, taken_at
-
-
-def verdict_from_json(
-    text: str, receipt: int, reading_ids: dict[str, int], duplicate: bool = False
-) -> Verdict:
-    """Rebuild a stored answer (for redelivered messages)."""
-    data = orjson.loads(text)
-    reasons = tuple(
-        Reason(
-            code=r["code"],
-            severity=Severity[r["severity"].upper()],
-            message_ru=r["message_ru"],
-            message_en=r["message_en"],
-            zone=r.get("zone"),
-        )
-        for r in data["reasons"]
-    )
-    values = data.get("values") or {}
-    return Verdict(
-        status=Status(data["status"]),
-        reasons=reasons,
-        receipt=data.get("duplicate_of") or receipt,
-        account=data.get("account"),
-        meter_serial=data.get("meter_serial"),
-        period=data.get("period"),
-        readings=tuple(ReadingOut(reading_ids.get(z), z, Decimal(v)) for z, v in values.items()),
-        duplicate=duplicate,
-    )
-
-
-def _str(value: Decimal | None) -> str | None:
-    return None if value is None else str(value)

@@ -24,7 +24,7 @@ from sqlalchemy import text as sql_text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.privacy import normalize_phone
-from gateway.store.schema import accounts, meter_state, meters, phones
+from gateway.store.schema import accounts, meter_state, meters, phones, registry_version
 
 COLUMNS = ("account", "meter_serial", "meter_model", "zones", "digits", "phones", "max_power_kw", "address")
 OPTIONAL = ("active", "timezone")
@@ -188,6 +188,13 @@ async def import_registry(
                 report.changed += 1
             else:
                 report.unchanged += 1
+        if report.added or report.changed:
+            # Tells the intake writers (of every gateway process) to forget registry rows they hold.
+            bumped = await conn.execute(
+                update(registry_version).values(version=registry_version.c.version + 1)
+            )
+            if bumped.rowcount == 0:  # the row was deleted (tests empty every table)
+                await conn.execute(insert(registry_version).values(id=1, version=1))
     return report
 
 

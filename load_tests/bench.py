@@ -366,7 +366,7 @@ def report(run: Run) -> str:
         lines += ["", "notes:"] + [f"  {n}" for n in run.notes]
     lines.append("")
     lines.append(
-        "srv/cli CPU: share of one core used by the server / the load client during the phase; "
+        "srv/cli CPU: share of one core used by the server (with its writer process) / the load client during the phase; "
         "group: mean submissions per intake commit; commit ms: mean time to decide and commit one group."
     )
     return "\n".join(lines)

@@ -354,13 +354,19 @@ async def test_silent_meter_backs_off_without_stalling_its_neighbours(
             waits: list[float] = []
             original = r.worker._failed
 
+            four_failures = asyncio.Event()
+
             def failed(m: Any, exc: Any) -> None:
                 original(m, exc)
                 waits.append(round(m.next_due - time.monotonic(), 1))
+                if len(waits) >= 4:
+                    four_failures.set()
 
             r.worker._failed = failed  # type: ignore[method-assign]
             task = asyncio.create_task(r.worker.run())
-            await asyncio.sleep(2.6)
+            # Four failures take about 2.5 s (timeouts plus back-off); a loaded machine may
+            # need longer, so wait for them rather than for a fixed time.
+            await asyncio.wait_for(four_failures.wait(), 15)
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             elapsed = time.monotonic() - started

@@ -27,18 +27,21 @@ def create_engine(url: str, echo: bool = False) -> AsyncEngine:
     return create_async_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
-def create_sqlite_writer_engine(engine: AsyncEngine) -> Engine | None:
-    """A synchronous (sqlite3) engine on the same SQLite file as `engine`, for the intake writer
-    thread (gateway/intake.py); None for PostgreSQL and for in-memory databases, which another
-    connection would not see."""
+def sqlite_file_url(engine: AsyncEngine) -> str | None:
+    """The URL of the SQLite file behind `engine`, for a synchronous engine on it; None for
+    PostgreSQL and for in-memory databases, which another connection would not see."""
     url = engine.url
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return None
+    return url.set(drivername="sqlite").render_as_string(hide_password=False)
+
+
+def create_sqlite_writer_engine(url: str) -> Engine:
+    """A synchronous (sqlite3) engine on the SQLite file `url` (see `sqlite_file_url`) with the
+    same settings as the gateway's own, for the intake writer (gateway/writer_process.py)."""
     # check_same_thread=False only so that dispose() may close the connection from another
-    # thread; it is used by the one writer thread alone.
-    sync = create_sync_engine(
-        url.set(drivername="sqlite"), connect_args={"timeout": 30, "check_same_thread": False}
-    )
+    # thread; it is used by one thread at a time.
+    sync = create_sync_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
     _configure_sqlite(sync)
     return sync
 

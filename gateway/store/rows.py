@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -22,20 +24,46 @@ def meter_info(row: Any, account: str, meter_id_key: str = "id") -> MeterInfo:
     )
 
 
+# The meter_state columns that make a ZoneState, in the order `state_from_values` takes them.
+STATE_COLUMNS = (
+    "last_value",
+    "last_taken_at",
+    "last_receipt",
+    "last_period",
+    "total_kwh",
+    "total_days",
+    "dev_value",
+    "dev_taken_at",
+    "res_value",
+    "res_taken_at",
+)
+
+
 def state_from_row(r: Any) -> ZoneState:
     """A `meter_state` row (a mapping) -> ZoneState."""
+    return state_from_values([r[c] for c in STATE_COLUMNS])
+
+
+def state_from_values(v: Sequence[Any], time: Callable[[Any], datetime | None] = lambda t: t) -> ZoneState:
+    """The STATE_COLUMNS values of a row -> ZoneState; `time` turns a stored time into a datetime
+    (`sqlite_time` for rows read straight from the sqlite3 driver)."""
     return ZoneState(
-        last_value=_dec(r["last_value"]),
-        last_taken_at=r["last_taken_at"],
-        last_receipt=r["last_receipt"],
-        last_period=r["last_period"],
-        total_kwh=Decimal(r["total_kwh"]),
-        total_days=Decimal(r["total_days"]),
-        dev_value=_dec(r["dev_value"]),
-        dev_taken_at=r["dev_taken_at"],
-        res_value=_dec(r["res_value"]),
-        res_taken_at=r["res_taken_at"],
+        _dec(v[0]),
+        time(v[1]),
+        v[2],
+        v[3],
+        Decimal(v[4]),
+        Decimal(v[5]),
+        _dec(v[6]),
+        time(v[7]),
+        _dec(v[8]),
+        time(v[9]),
     )
+
+
+def sqlite_time(text: str | None) -> datetime | None:
+    """A time as SQLAlchemy stores UtcDateTime on SQLite ('2026-11-24 04:03:54.214673', UTC)."""
+    return None if text is None else datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 def _dec(text: str | None) -> Decimal | None:

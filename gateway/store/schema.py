@@ -90,6 +90,15 @@ phones = Table(
     Index("ix_phones_phone", "phone"),
 )
 
+# One row, bumped by every registry import: the intake writer keeps the registry rows it has read
+# in memory and reads them again when this changes (gateway/meter_cache.py).
+registry_version = Table(
+    "registry_version",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", BigInteger, nullable=False),
+)
+
 # The last accepted value of each meter zone and the running totals the plausibility rules
 # need, so validating a reading costs one indexed lookup instead of a scan of its history.
 # Rows exist for every zone of every meter (created by the registry import), which lets

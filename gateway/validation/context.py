@@ -52,7 +52,7 @@ class ZoneState:
         return self.total_kwh / self.total_days
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per zone per reading, and frozen init is slow
 class Candidate:
     """One zone value under judgement, with everything the rules need about it."""
 

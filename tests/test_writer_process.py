@@ -1,0 +1,92 @@
+"""The SQLite writer process and the registry rows it keeps: what a sender sees when the
+registry changes under a running gateway, or when the writer process is killed."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.calendar import WorkCalendar
+from gateway.intake import Intake
+from gateway.model import Channel, Status, Submission
+from gateway.registry import import_registry
+from tests.conftest import REGISTRY_CSV, FakeClock, make_config
+
+
+@pytest.fixture
+async def intake(engine: AsyncEngine, db_url: str, tmp_path: Path, clock: FakeClock) -> AsyncIterator[Intake]:
+    config = make_config(db_url, tmp_path)
+    await import_registry(engine, config.registry.csv or "")
+    it = Intake(engine, config, WorkCalendar(config.calendar.timezone), clock=clock)
+    await it.start()
+    yield it
+    await it.stop()
+
+
+def device(clock: FakeClock, serial: str, value: str) -> Submission:
+    return Submission(Channel.DEVICE, clock(), "head-end-1", values={"T": value}, meter_serial=serial)
+
+
+async def test_registry_import_reaches_a_running_intake(
+    intake: Intake, engine: AsyncEngine, tmp_path: Path, clock: FakeClock
+) -> None:
+    assert (await intake.submit(device(clock, "M-6", "100"))).status is Status.ACCEPTED
+    unknown = await intake.submit(device(clock, "M-7", "50"))
+    assert unknown.status is Status.REJECTED and unknown.reasons[0].code == "unknown_meter"
+    # The retailer takes M-6 off the books and adds M-7, while the gateway runs.
+    changed = tmp_path / "changed.csv"
+    changed.write_text(
+        REGISTRY_CSV.replace("account,", "active,account,", 1)
+        .replace("\n1000", "\n1,1000")
+        .replace("1,1000006,M-6", "0,1000006,M-6")
+        + "1,1000007,M-7,Меркурий 201,T,6,,10,ул. Ленина 1-7\n",
+        encoding="utf-8",
+    )
+    report = await import_registry(engine, changed)
+    assert report.added == 1 and report.changed == 1
+    clock.advance(hours=1)
+    gone = await intake.submit(device(clock, "M-6", "101"))
+    assert gone.status is Status.REJECTED and gone.reasons[0].code == "inactive_meter"
+    assert "снят с учёта" in gone.reasons[0].message_ru
+    assert (await intake.submit(device(clock, "M-7", "50"))).status is Status.ACCEPTED
+
+
+async def test_sqlite_times_are_stored_in_one_text_form(
+    intake: Intake, db_url: str, clock: FakeClock
+) -> None:
+    if not db_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL stores timestamptz")
+    assert (await intake.submit(device(clock, "M-1", "100"))).accepted
+    # SQLite compares times as text: the writer must store exactly what SQLAlchemy would.
+    form = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}$")
+    with sqlite3.connect(db_url.split("///", 1)[1]) as raw:
+        (received,) = raw.execute("SELECT received_at FROM inbound").fetchone()
+        taken, got, due = raw.execute("SELECT taken_at, received_at, due_at FROM readings").fetchone()
+        last, dev = raw.execute(
+            "SELECT last_taken_at, dev_taken_at FROM meter_state WHERE meter_id = 1"
+        ).fetchone()
+    for text in (received, taken, got, due, last, dev):
+        assert form.match(text), text
+    assert received == clock().replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+async def test_a_killed_writer_process_is_replaced(intake: Intake, db_url: str, clock: FakeClock) -> None:
+    if not db_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL is written from the gateway's own process")
+    assert (await intake.submit(device(clock, "M-1", "100"))).accepted
+    process = intake._process
+    assert process is not None and process.pid is not None
+    os.kill(process.pid, signal.SIGKILL)
+    while process.alive():
+        pass
+    clock.advance(hours=1)
+    after = await intake.submit(device(clock, "M-1", "101"))
+    assert after.status is Status.ACCEPTED and after.readings[0].value is not None
+    assert intake._process is not None and intake._process.pid != process.pid
