@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -62,7 +63,10 @@ class Intake:
         self._decider = Decider(config, calendar, postgres=engine.dialect.name == "postgresql")
         self._process: WriterProcess | None = None
         self._process_for: AsyncEngine | None = None
-        self._process_thread: ThreadPoolExecutor | None = None
+        # Sending to the process and waiting for its answers block: one thread each, so that
+        # groups are sent, and answers taken, in order.
+        self._send_thread: ThreadPoolExecutor | None = None
+        self._receive_thread: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
         if self._writer is None:
@@ -79,14 +83,20 @@ class Intake:
         except asyncio.CancelledError:
             pass
         self._writer = None
-        if self._process_thread is not None:
-            loop = asyncio.get_running_loop()
-            if self._process is not None:
-                await loop.run_in_executor(self._process_thread, self._process.close)
-            self._process_thread.shutdown()
-        self._process = self._process_for = self._process_thread = None
+        if self._process is not None:
+            await asyncio.to_thread(self._process.close)
+        for thread in (self._send_thread, self._receive_thread):
+            if thread is not None:
+                thread.shutdown()
+        self._process = self._process_for = self._send_thread = self._receive_thread = None
 
-    def _writer_process(self) -> tuple[WriterProcess, ThreadPoolExecutor] | None:
+    def _process_stale(self) -> bool:
+        """The writer process is gone, or was made for an engine since replaced."""
+        return self._process is not None and (
+            self._process_for is not self.engine or not self._process.alive()
+        )
+
+    def _writer_process(self) -> WriterProcess | None:
         """The writer process for the SQLite file of `self.engine` (None: decide in-process)."""
         if self._process is not None and not self._process.alive():
             # Killed between groups: nothing was in hand, so a new process simply takes over.
@@ -94,18 +104,16 @@ class Intake:
             self._process_for = None
         if self._process_for is not self.engine:  # first use, engine replaced, or process gone
             if self._process is not None:
-                self._process.close()  # idle between groups
+                self._process.close()  # idle: no group is in flight when this is called
                 self._process = None
             self._process_for = self.engine
             url = sqlite_file_url(self.engine)
             if url is not None:
                 self._process = WriterProcess(url, self.config, self.calendar)
-        if self._process is None:
-            return None
-        if self._process_thread is None:
-            # Waiting for the process's answer blocks: one thread does it, so groups stay in order.
-            self._process_thread = ThreadPoolExecutor(1, thread_name_prefix="intake-writer")
-        return self._process, self._process_thread
+                if self._send_thread is None or self._receive_thread is None:
+                    self._send_thread = ThreadPoolExecutor(1, thread_name_prefix="intake-send")
+                    self._receive_thread = ThreadPoolExecutor(1, thread_name_prefix="intake-receive")
+        return self._process
 
     async def submit(self, sub: Submission) -> Verdict:
         """Decide one submission; returns once its verdict is durably stored."""
@@ -125,7 +133,13 @@ class Intake:
 
     async def _write_loop(self) -> None:
         max_group = self.config.intake.max_group
+        in_flight: set[asyncio.Task[None]] = set()
         while True:
+            # The writer process decides one group while the next ones are pickled and sent to
+            # it: with a few in flight it never waits for this process (four measured best, for
+            # batches, against one to three). Decided in this process: one group at a time.
+            while len(in_flight) >= 4:
+                _, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
             jobs = [await self._queue.get()]
             count = len(jobs[0][0])
             while count < max_group and not self._queue.empty():
@@ -133,44 +147,76 @@ class Intake:
                 jobs.append(job)
                 count += len(job[0])
             subs = [s for batch, _ in jobs for s in batch]
+            if in_flight and (self._process_stale() or sqlite_file_url(self.engine) is None):
+                await asyncio.wait(in_flight)  # a process is replaced, or groups decided here, only when idle
+                in_flight.clear()
             started = time.perf_counter()
-            try:
-                verdicts = await self._decide_group(subs)
-            except Exception as exc:  # a broken database must not kill the writer
-                log.exception("intake group of %d failed", len(subs))
-                for _, fut in jobs:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                    self._queue.task_done()
-                continue
-            self.metrics.observe_group(len(subs), time.perf_counter() - started)
-            offset = 0
-            for batch, fut in jobs:
-                part = verdicts[offset : offset + len(batch)]
-                offset += len(batch)
-                if not fut.done():
-                    fut.set_result(part)
-            self.metrics.observe_verdicts(zip(subs, verdicts, strict=True))
-            for _ in jobs:
-                self._queue.task_done()
+            process = self._writer_process()
+            if process is not None:
+                decision = self._decide_in_process(process, self.clock(), subs)
+            else:
+                decision = self._decide_here(self.clock(), subs)
+            in_flight.add(asyncio.create_task(self._answer(jobs, subs, decision, started)))
 
-    async def _decide_group(self, subs: list[Submission]) -> list[Verdict]:
-        now = self.clock()
-        writer = self._writer_process()
-        if writer is not None:
-            # SQLite file: the group is decided and committed (synchronous=FULL) by the writer
-            # process before its verdicts come back; see gateway/writer_process.py for why.
-            process, thread = writer
-            loop = asyncio.get_running_loop()
-            try:
-                verdicts: list[Verdict] = await loop.run_in_executor(thread, process.decide, now, subs)
-            except WriterProcessDied:
-                # The process is gone (killed?). Whether this group was committed is unknown, so
-                # its senders get an error and retry; their message ids make a retry safe. The
-                # next group starts a new process.
-                self._process_for = None
-                raise
-            return verdicts
+    async def _answer(
+        self,
+        jobs: list[tuple[Sequence[Submission], asyncio.Future[list[Verdict]]]],
+        subs: list[Submission],
+        decision: Coroutine[Any, Any, list[Verdict]],
+        started: float,
+    ) -> None:
+        """Wait for a group's verdicts and hand each request its own."""
+        try:
+            verdicts = await decision
+        except Exception as exc:  # a broken database must not kill the writer
+            log.exception("intake group of %d failed", len(subs))
+            for _, fut in jobs:
+                if not fut.done():
+                    fut.set_exception(exc)
+                self._queue.task_done()
+            return
+        self.metrics.observe_group(len(subs), time.perf_counter() - started)
+        offset = 0
+        for batch, fut in jobs:
+            part = verdicts[offset : offset + len(batch)]
+            offset += len(batch)
+            if not fut.done():
+                fut.set_result(part)
+        self.metrics.observe_verdicts(zip(subs, verdicts, strict=True))
+        for _ in jobs:
+            self._queue.task_done()
+
+    def _decide_in_process(
+        self, process: WriterProcess, now: datetime, subs: list[Submission]
+    ) -> Coroutine[Any, Any, list[Verdict]]:
+        """SQLite file: the writer process decides the group and commits it (synchronous=FULL)
+        before its verdicts come back; see gateway/writer_process.py for why.
+
+        Sending and receiving are queued here, before anything is awaited, so that they keep
+        the order of the groups."""
+        assert self._send_thread is not None and self._receive_thread is not None
+        loop = asyncio.get_running_loop()
+        sent = loop.run_in_executor(self._send_thread, process.send, now, subs)
+        answer = loop.run_in_executor(self._receive_thread, process.receive)
+
+        async def verdicts() -> list[Verdict]:
+            done = await asyncio.gather(sent, answer, return_exceptions=True)
+            for outcome in done:
+                if isinstance(outcome, WriterProcessDied):
+                    # Whether this group was committed is unknown, so its senders get an error
+                    # and retry; their message ids make a retry safe. The next group starts a
+                    # new process.
+                    self._process_for = None
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            result = done[1]
+            assert not isinstance(result, BaseException)
+            return result
+
+        return verdicts()
+
+    async def _decide_here(self, now: datetime, subs: list[Submission]) -> list[Verdict]:
+        """PostgreSQL (or an in-memory SQLite): decide on the event loop's own connection."""
         # A concurrent process may insert the same channel message id between our dedupe
         # query and our insert (PostgreSQL, several gateways); the retry then replays it.
         for attempt in range(3):
