@@ -8,6 +8,7 @@ core modules it assembles (intake, validation, billing, store) never import an a
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import logging
 import signal
@@ -154,6 +155,12 @@ async def serve(gateway: Gateway) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await gateway.start()
+    # Everything made by now (modules, configuration, routes, registry) lives as long as the
+    # process. Frozen, the cycle collector stops walking it: under load its full collections
+    # took ~200 ms each, stalling every request, and ~10 % of the event loop's time in all.
+    # A higher first threshold makes the collections that remain rarer.
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
     try:
         await stop.wait()
     finally:
