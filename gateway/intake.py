@@ -59,7 +59,7 @@ class Intake:
         )
         self._writer: asyncio.Task[None] | None = None
         # In-process decisions (PostgreSQL, in-memory SQLite); a SQLite file is written by a
-        # process of its own (see _decide_group), started when first needed.
+        # process of its own (see _decide_in_process), started with the intake.
         self._decider = Decider(config, calendar, postgres=engine.dialect.name == "postgresql")
         self._process: WriterProcess | None = None
         self._process_for: AsyncEngine | None = None
@@ -70,6 +70,7 @@ class Intake:
 
     async def start(self) -> None:
         if self._writer is None:
+            await self._current_process()  # a SQLite file's writer is up before anyone submits
             self._writer = asyncio.create_task(self._write_loop(), name="intake-writer")
 
     async def stop(self) -> None:
@@ -90,26 +91,24 @@ class Intake:
                 thread.shutdown()
         self._process = self._process_for = self._send_thread = self._receive_thread = None
 
-    def _process_stale(self) -> bool:
-        """The writer process is gone, or was made for an engine since replaced."""
-        return self._process is not None and (
-            self._process_for is not self.engine or not self._process.alive()
-        )
+    def _process_ready(self) -> bool:
+        """A writer process is running for the SQLite file of `self.engine`."""
+        return self._process is not None and self._process_for is self.engine and self._process.alive()
 
-    def _writer_process(self) -> WriterProcess | None:
-        """The writer process for the SQLite file of `self.engine` (None: decide in-process)."""
-        if self._process is not None and not self._process.alive():
-            # Killed between groups: nothing was in hand, so a new process simply takes over.
-            log.error("intake writer process %s is gone; starting a new one", self._process.pid)
-            self._process_for = None
-        if self._process_for is not self.engine:  # first use, engine replaced, or process gone
-            if self._process is not None:
-                self._process.close()  # idle: no group is in flight when this is called
-                self._process = None
+    async def _current_process(self) -> WriterProcess | None:
+        """The writer process for the SQLite file of `self.engine`, started or replaced if need
+        be (None: decided in this process). Call only with no group in flight."""
+        if self._process is not None and not self._process_ready():
+            if not self._process.alive():
+                # Killed between groups: nothing was in hand, so a new process simply takes over.
+                log.error("intake writer process %s is gone; starting a new one", self._process.pid)
+            await asyncio.to_thread(self._process.close)
+            self._process, self._process_for = None, None
+        if self._process_for is not self.engine:  # first use, or the engine was replaced
             self._process_for = self.engine
             url = sqlite_file_url(self.engine)
             if url is not None:
-                self._process = WriterProcess(url, self.config, self.calendar)
+                self._process = await asyncio.to_thread(WriterProcess, url, self.config, self.calendar)
                 if self._send_thread is None or self._receive_thread is None:
                     self._send_thread = ThreadPoolExecutor(1, thread_name_prefix="intake-send")
                     self._receive_thread = ThreadPoolExecutor(1, thread_name_prefix="intake-receive")
@@ -147,11 +146,12 @@ class Intake:
                 jobs.append(job)
                 count += len(job[0])
             subs = [s for batch, _ in jobs for s in batch]
-            if in_flight and (self._process_stale() or sqlite_file_url(self.engine) is None):
-                await asyncio.wait(in_flight)  # a process is replaced, or groups decided here, only when idle
+            if in_flight and not self._process_ready():
+                # Groups are decided here one at a time, and a process is replaced only when idle.
+                await asyncio.wait(in_flight)
                 in_flight.clear()
             started = time.perf_counter()
-            process = self._writer_process()
+            process = await self._current_process()
             if process is not None:
                 decision = self._decide_in_process(process, self.clock(), subs)
             else:

@@ -116,11 +116,14 @@ class GatewayProcess:
             await asyncio.sleep(0.05)
         raise AssertionError(f"the gateway did not answer /healthz in {START_TIMEOUT:g} s:\n{self.tail()}")
 
-    def kill(self) -> None:
-        """SIGKILL: no shutdown handler, no drain, no flush."""
+    def kill(self) -> list[int]:
+        """SIGKILL: no shutdown handler, no drain, no flush. Returns the processes the gateway
+        had started (the SQLite writer and its fork server), which are not killed with it."""
         assert self.proc is not None
+        children = _descendants(self.proc.pid)
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
+        return children
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -259,12 +262,21 @@ async def test_kill_9_loses_no_acknowledged_reading(db_url: str, tmp_path: Path)
             await asyncio.sleep(LOAD_SECONDS)
             in_flight_at_kill = load.in_flight
             load.killed = True
-            gateway.kill()
+            left_behind = gateway.kill()
             await asyncio.wait_for(asyncio.gather(*workers), timeout=30)
             assert not load.problems, load.problems[:5]
             assert load.requests_answered > 50, f"only {load.requests_answered} requests were answered"
             assert in_flight_at_kill > 0, "no request was in flight when the gateway was killed"
             acked = dict(load.acked)
+
+            # The writer process finishes the group in hand and exits when its pipe closes: none
+            # of the gateway's processes outlives it, holding the database.
+            if db_url.startswith("sqlite"):
+                assert left_behind, "the SQLite gateway runs no writer process"
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and any(_alive(pid) for pid in left_behind):
+                await asyncio.sleep(0.05)
+            assert not [pid for pid in left_behind if _alive(pid)], "processes outlived the killed gateway"
 
             # 2. Restart on the same database.
             await gateway.start(http)
@@ -331,3 +343,31 @@ async def test_kill_9_loses_no_acknowledged_reading(db_url: str, tmp_path: Path)
             )
     finally:
         gateway.stop()
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process under `pid` (Linux /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        children = [child for child, p in parents.items() if p == parent]
+        found.extend(children)
+        todo.extend(children)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
