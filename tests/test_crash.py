@@ -273,10 +273,7 @@ async def test_kill_9_loses_no_acknowledged_reading(db_url: str, tmp_path: Path)
             # of the gateway's processes outlives it, holding the database.
             if db_url.startswith("sqlite"):
                 assert left_behind, "the SQLite gateway runs no writer process"
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline and any(_alive(pid) for pid in left_behind):
-                await asyncio.sleep(0.05)
-            assert not [pid for pid in left_behind if _alive(pid)], "processes outlived the killed gateway"
+            assert _gone(left_behind, timeout=15), "processes outlived the killed gateway"
 
             # 2. Restart on the same database.
             await gateway.start(http)
@@ -362,6 +359,16 @@ def _descendants(pid: int) -> list[int]:
         found.extend(children)
         todo.extend(children)
     return found
+
+
+def _gone(pids: list[int], timeout: float) -> bool:
+    """Wait until none of `pids` runs; False if some still do after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while any(_alive(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def _alive(pid: int) -> bool:
