@@ -19,6 +19,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.config import Config
+from gateway.decide import advance_state, save_states
 from gateway.model import CHANNEL_GROUP, Channel, ReadingOut, Reason, RuleGroup, Severity, Status, Verdict
 from gateway.store.rows import meter_info, state_from_row
 from gateway.store.schema import accounts, audit, meter_state, meters, readings
@@ -173,8 +174,6 @@ async def _set(
     group: RuleGroup,
     consumption: dict[str, Decimal | None],
 ) -> None:
-    from gateway.decide import advance_state, save_states
-
     reasons_json = orjson.dumps([r.as_dict() for r in found]).decode()
     for r in rows:
         await conn.execute(

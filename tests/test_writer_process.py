@@ -90,3 +90,59 @@ async def test_a_killed_writer_process_is_replaced(intake: Intake, db_url: str, 
     after = await intake.submit(device(clock, "M-1", "101"))
     assert after.status is Status.ACCEPTED and after.readings[0].value is not None
     assert intake._process is not None and intake._process.pid != process.pid
+
+
+async def test_migration_0007_brings_sqlite_times_to_one_form(tmp_path: Path) -> None:
+    """Rows written before 0007 by the SQLite intake path carried '+00:00' (and no microseconds
+    when there were none); after the upgrade every time is in SQLAlchemy's form and reads back
+    the same."""
+    from gateway.store.database import create_engine
+    from gateway.store.migrate import upgrade
+
+    path = tmp_path / "old.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    try:
+        await upgrade(engine, "0006")
+        with sqlite3.connect(path) as raw:
+            raw.execute(
+                "INSERT INTO accounts (id, number, address, updated_at) VALUES (1, '1', '', '2026-11-01 00:00:00.000000')"
+            )
+            raw.execute(
+                "INSERT INTO meters (id, account_id, serial, model, zones, digits, active, updated_at)"
+                " VALUES (1, 1, 'M', '', 'T', 6, 1, '2026-11-01 00:00:00.000000')"
+            )
+            raw.execute(
+                "INSERT INTO inbound (id, channel, received_at, source, payload, response)"
+                " VALUES (1, 'device', '2026-11-24 04:03:54.214673+00:00', 'd', '{}', '{}')"
+            )
+            raw.execute(
+                "INSERT INTO readings (id, inbound_id, account_id, meter_id, zone, value, taken_at, received_at,"
+                " channel, source, period, verdict, reasons, due_at) VALUES (1, 1, 1, 1, 'T', '1',"
+                " '2026-11-24 04:00:00+00:00', '2026-11-24 04:03:54.214673+00:00', 'device', 'd', '2026-11',"
+                " 'accepted', '[]', '2026-11-25 21:00:00+00:00')"
+            )
+            raw.execute(
+                "INSERT INTO meter_state (meter_id, zone, last_value, last_taken_at, total_kwh, total_days,"
+                " dev_value, dev_taken_at) VALUES (1, 'T', '1', '2026-11-24 04:00:00+00:00', '0', '0', '1',"
+                " '2026-11-24 04:00:00+00:00')"
+            )
+        await upgrade(engine)
+        with sqlite3.connect(path) as raw:
+            assert raw.execute("SELECT received_at FROM inbound").fetchone() == (
+                "2026-11-24 04:03:54.214673",
+            )
+            assert raw.execute("SELECT taken_at, received_at, due_at FROM readings").fetchone() == (
+                "2026-11-24 04:00:00.000000",
+                "2026-11-24 04:03:54.214673",
+                "2026-11-25 21:00:00.000000",
+            )
+            assert raw.execute(
+                "SELECT last_taken_at, dev_taken_at, res_taken_at FROM meter_state"
+            ).fetchone() == (
+                "2026-11-24 04:00:00.000000",
+                "2026-11-24 04:00:00.000000",
+                None,
+            )
+            assert raw.execute("SELECT version FROM registry_version").fetchall() == [(0,)]
+    finally:
+        await engine.dispose()
