@@ -27,6 +27,7 @@ from prometheus_client import Counter
 from adapters.sms_text import (
     NOTHING_TO_CONFIRM,
     SEND_CORRECTED,
+    SUBSCRIBED,
     UNSUBSCRIBED,
     render_help,
     render_verdict,
@@ -40,6 +41,7 @@ from gateway.store.schema_sms import (
     ReplyToStore,
     StoredReply,
     mark_answered,
+    opt_in,
     opt_out,
     pending_confirmation,
     record_replies,
@@ -183,6 +185,9 @@ class SmsInbox:
         if name == "stop":
             await opt_out(self.engine, phone, self.clock())
             return UNSUBSCRIBED
+        if name == "remind":
+            await opt_in(self.engine, phone)
+            return SUBSCRIBED
         if name == "correct":
             return SEND_CORRECTED
         return render_help(max_chars)  # "help", and what SMS cannot do ("/start", "история")

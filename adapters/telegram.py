@@ -1170,6 +1170,8 @@ async def _on_text_command(
             await _start_link(tg, chat_id, state, first=True)
     elif command.name == "stop":
         await _reminders(tg, chat_id, False)
+    elif command.name == "remind":
+        await _reminders(tg, chat_id, True)
     elif command.name in ("confirm", "correct"):
         receipt = (await state.get_data()).get("held")
         if not isinstance(receipt, int):

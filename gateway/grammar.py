@@ -237,6 +237,7 @@ _COMMANDS: dict[str, str] = {
     **dict.fromkeys(["да", "подтверждаю", "подтвердить", "yes"], "confirm"),
     **dict.fromkeys(["исправить", "нет", "no"], "correct"),
     **dict.fromkeys(["стоп", "stop", "/stop", "отписаться"], "stop"),
+    **dict.fromkeys(["старт", "подписаться", "/remind"], "remind"),  # undoes "стоп"
     **dict.fromkeys(["/start"], "start"),
     **dict.fromkeys(["/history", "история"], "history"),
 }

@@ -120,6 +120,8 @@ ACCEPTED: list[tuple[str, ParsedReading | Command]] = [
     ("cтoп", C("stop")),  # Latin "c" and "o"
     ("STOP", C("stop")),
     ("отписаться", C("stop")),
+    ("СТАРТ", C("remind")),
+    ("подписаться", C("remind")),
     ("/start", C("start")),
     ("/start@MeterBot", C("start")),
     ("/history", C("history")),
@@ -277,7 +279,7 @@ def check_invariants(result: object) -> None:
         assert sms_units(result.message_ru) <= 70, result.message_ru
         assert result.message_en
     elif isinstance(result, Command):
-        assert result.name in {"help", "confirm", "correct", "stop", "start", "history"}
+        assert result.name in {"help", "confirm", "correct", "stop", "remind", "start", "history"}
     else:
         assert 1 <= len(result.values) <= 3
         assert result.account is None or (

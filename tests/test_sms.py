@@ -118,9 +118,13 @@ async def test_help_and_stop_commands(sms: Running) -> None:
     _, body, _ = await kannel(sms, "Помощь")
     assert body == "Пример: 1234567 12345 (ЛС показание); зоны: 1234567 Т1 123 Т2 45"
     _, body, _ = await kannel(sms, "СТОП", phone="8 916 123-45-68")
-    assert body == "Напоминания отключены. Показания принимаем как прежде"
+    assert body == "Напоминания отключены. Показания принимаем. Вернуть: СТАРТ"
     async with sms.gateway.engine.connect() as conn:
         assert (await conn.execute(select(sms_optouts.c.phone))).scalars().all() == [PHONE_2]
+    _, body, _ = await kannel(sms, "старт", phone="+79161234568")
+    assert body == "Напоминания включены. Отключить: СТОП"
+    async with sms.gateway.engine.connect() as conn:
+        assert (await conn.execute(select(sms_optouts.c.phone))).scalars().all() == []
     assert await count(sms.gateway.engine, readings) == 0
     _, body, _ = await kannel(sms, "да")
     assert body == "Нет показаний, ждущих подтверждения. Пример: 1234567 12345"

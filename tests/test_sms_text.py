@@ -13,6 +13,7 @@ from adapters.sms_text import (
     MAX_CHARS,
     NOTHING_TO_CONFIRM,
     SEND_CORRECTED,
+    SUBSCRIBED,
     UNSUBSCRIBED,
     choose,
     cut,
@@ -118,7 +119,9 @@ def test_flagged_says_it_is_being_checked() -> None:
     assert render_verdict(verdict).startswith("Получено, на проверке: 2400")
 
 
-@pytest.mark.parametrize("text", [NOTHING_TO_CONFIRM, UNSUBSCRIBED, SEND_CORRECTED, render_help()])
+@pytest.mark.parametrize(
+    "text", [NOTHING_TO_CONFIRM, UNSUBSCRIBED, SUBSCRIBED, SEND_CORRECTED, render_help()]
+)
 def test_command_answers_fit_one_sms(text: str) -> None:
     assert 0 < utf16_units(text) <= 70
 

@@ -267,6 +267,12 @@ async def opt_out(engine: AsyncEngine, phone: str, now: datetime) -> None:
             await conn.execute(insert(sms_optouts).values(phone=number, at=now))
 
 
+async def opt_in(engine: AsyncEngine, phone: str) -> None:
+    """Reminders to this phone again, after a "стоп" (idempotent)."""
+    async with engine.begin() as conn:
+        await conn.execute(delete(sms_optouts).where(sms_optouts.c.phone == normalize_phone(phone)))
+
+
 async def opted_out(conn: AsyncConnection, numbers: Collection[str]) -> set[str]:
     """Which of these normalised phones asked for no reminders."""
     if not numbers:
