@@ -557,7 +557,9 @@ async def test_reminders_go_to_linked_chats_until_they_say_stop(chat: Chat) -> N
     ]
     chat.clock.now = datetime(2026, 12, 25, 8, 0, tzinfo=UTC)  # the last day
     assert await job.run_once() == 0
-    await chat.say(CHAT, "/remind")
+    on = ["Напоминания о передаче показаний включены. Отключить: /stop"]
+    assert await chat.say(CHAT, "старт") == on
+    assert await chat.say(CHAT, "/remind") == on  # the command says the same (and changes nothing)
     assert await job.run_once() == 1
     assert chat.fake.last_text(CHAT).startswith("Сегодня последний день приёма показаний за декабрь")
     await channel.close()
