@@ -60,7 +60,8 @@ class Intake:
         self._writer: asyncio.Task[None] | None = None
         # In-process decisions (PostgreSQL, in-memory SQLite); a SQLite file is written by a
         # process of its own (see _decide_in_process), started with the intake.
-        self._decider = Decider(config, calendar, postgres=engine.dialect.name == "postgresql")
+        # Idle deciders: one per group in flight, so that each keeps its registry cache to itself.
+        self._deciders: list[Decider] = []
         self._process: WriterProcess | None = None
         self._process_for: AsyncEngine | None = None
         # Sending to the process and waiting for its answers block: one thread each, so that
@@ -147,9 +148,13 @@ class Intake:
                 count += len(job[0])
             subs = [s for batch, _ in jobs for s in batch]
             if in_flight and not self._process_ready():
-                # Groups are decided here one at a time, and a process is replaced only when idle.
-                await asyncio.wait(in_flight)
-                in_flight.clear()
+                # In this process: on PostgreSQL two groups at a time (one is computed while the
+                # database works on the other; row locks and the unique message index keep them
+                # apart, exactly as between two gateways); on SQLite one. A process is replaced
+                # only when idle.
+                postgres = self.engine.dialect.name == "postgresql"
+                while in_flight and (len(in_flight) >= 2 or not postgres or self._process is not None):
+                    _, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
             started = time.perf_counter()
             process = await self._current_process()
             if process is not None:
@@ -217,12 +222,20 @@ class Intake:
 
     async def _decide_here(self, now: datetime, subs: list[Submission]) -> list[Verdict]:
         """PostgreSQL (or an in-memory SQLite): decide on the event loop's own connection."""
-        # A concurrent process may insert the same channel message id between our dedupe
-        # query and our insert (PostgreSQL, several gateways); the retry then replays it.
+        postgres = self.engine.dialect.name == "postgresql"
+        decider = self._deciders.pop() if self._deciders else Decider(self.config, self.calendar, postgres)
+        try:
+            return await self._decide_with(decider, now, subs)
+        finally:
+            self._deciders.append(decider)
+
+    async def _decide_with(self, decider: Decider, now: datetime, subs: list[Submission]) -> list[Verdict]:
+        # A concurrent transaction may insert the same channel message id between our dedupe
+        # query and our insert (another group or gateway); the retry then replays it.
         for attempt in range(3):
             try:
                 async with self.engine.begin() as conn:
-                    return await self._decider.decide(conn, subs, now)
+                    return await decider.decide(conn, subs, now)
             except IntegrityError:
                 if attempt == 2:
                     raise
