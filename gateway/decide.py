@@ -10,6 +10,7 @@ answered.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field, replace
@@ -127,6 +128,29 @@ class _Pending:
     reading_rows: list[dict[str, Any]] = field(default_factory=list)
 
 
+class LockTurn:
+    """The order in which groups decided at the same time lock their meters' rows.
+
+    PostgreSQL groups of one gateway are decided two at a time. A group locks the state rows of
+    its meters (FOR UPDATE) only after the group formed before it has locked its own, so a
+    group that shares a meter with the previous one waits for its commit: readings of one meter
+    are decided in the order they arrived, as when groups ran one at a time.
+    """
+
+    def __init__(self, previous: LockTurn | None) -> None:
+        self._previous = previous
+        self._taken = asyncio.Event()
+
+    async def wait(self) -> None:
+        if self._previous is not None:
+            await self._previous._taken.wait()
+
+    def taken(self) -> None:
+        """This group holds its locks (or has failed): the next one may take its own."""
+        self._taken.set()
+        self._previous = None  # no chain of finished groups kept alive
+
+
 class Decider:
     """The intake rules applied to a group of submissions inside one transaction.
 
@@ -160,9 +184,12 @@ class Decider:
                 log.info("intake group hit a concurrent duplicate; retrying")
         raise AssertionError("unreachable")
 
-    async def decide(self, conn: Conn, subs: list[Submission], now: datetime) -> list[Verdict]:
+    async def decide(
+        self, conn: Conn, subs: list[Submission], now: datetime, turn: LockTurn | None = None
+    ) -> list[Verdict]:
         """Decide `subs` in order within the caller's transaction on `conn`; `now` is the
-        moment of deciding (the clock of the gateway that received them)."""
+        moment of deciding (the clock of the gateway that received them). With `turn`, the
+        meters' state rows are locked only after the previous group has locked its own."""
         pending = [_Pending(s) for s in subs]
         await self._replay_known(conn, pending)
         fresh = [p for p in pending if p.verdict is None and p.copy_of is None]
@@ -176,9 +203,13 @@ class Decider:
             p.meter, problem = self._resolve(p.sub, lookup)
             if problem is not None:
                 p.evaluation = Evaluation(Status.REJECTED, [problem])
+        if turn is not None:
+            await turn.wait()
         states = await self._load_states(
             conn, {p.meter.id for p in fresh if p.meter and p.evaluation is None}
         )
+        if turn is not None:
+            turn.taken()
         for p in fresh:
             if p.evaluation is None and p.meter is not None:
                 self._evaluate(p, states, now)

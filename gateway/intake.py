@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.calendar import WorkCalendar
 from gateway.config import Config
-from gateway.decide import Decider
+from gateway.decide import Decider, LockTurn
 from gateway.metrics import Metrics
 from gateway.model import Submission, Verdict
 from gateway.store.database import sqlite_file_url
@@ -62,6 +62,7 @@ class Intake:
         # process of its own (see _decide_in_process), started with the intake.
         # Idle deciders: one per group in flight, so that each keeps its registry cache to itself.
         self._deciders: list[Decider] = []
+        self._last_turn: LockTurn | None = None  # of the newest group decided in this process
         self._process: WriterProcess | None = None
         self._process_for: AsyncEngine | None = None
         # Sending to the process and waiting for its answers block: one thread each, so that
@@ -224,18 +225,22 @@ class Intake:
         """PostgreSQL (or an in-memory SQLite): decide on the event loop's own connection."""
         postgres = self.engine.dialect.name == "postgresql"
         decider = self._deciders.pop() if self._deciders else Decider(self.config, self.calendar, postgres)
+        turn = self._last_turn = LockTurn(self._last_turn)
         try:
-            return await self._decide_with(decider, now, subs)
+            return await self._decide_with(decider, now, subs, turn)
         finally:
+            turn.taken()  # also when it failed before locking anything
             self._deciders.append(decider)
 
-    async def _decide_with(self, decider: Decider, now: datetime, subs: list[Submission]) -> list[Verdict]:
+    async def _decide_with(
+        self, decider: Decider, now: datetime, subs: list[Submission], turn: LockTurn
+    ) -> list[Verdict]:
         # A concurrent transaction may insert the same channel message id between our dedupe
         # query and our insert (another group or gateway); the retry then replays it.
         for attempt in range(3):
             try:
                 async with self.engine.begin() as conn:
-                    return await decider.decide(conn, subs, now)
+                    return await decider.decide(conn, subs, now, turn)
             except IntegrityError:
                 if attempt == 2:
                     raise

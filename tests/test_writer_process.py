@@ -9,6 +9,7 @@ import signal
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -152,8 +153,8 @@ async def test_a_message_sent_twice_at_once_is_decided_once(
     intake: Intake, engine: AsyncEngine, clock: FakeClock
 ) -> None:
     """Senders retry while their first attempt is still being decided: on PostgreSQL two groups
-    are decided at a time (and several gateways may share the database), on SQLite up to four
-    are queued to the writer. Each message is still stored once, and both attempts get one answer."""
+    are decided at a time, on SQLite up to four are queued to the writer. Each message is still
+    stored once, both attempts get one answer, and one meter's readings are decided in order."""
     import asyncio
     from datetime import timedelta
 
@@ -182,9 +183,50 @@ async def test_a_message_sent_twice_at_once_is_decided_once(
     verdicts = await asyncio.gather(*tasks)
     for first, second in zip(verdicts[::2], verdicts[1::2], strict=True):
         assert first.receipt == second.receipt and first.status == second.status
-    # (Concurrent requests have no order: a later wave may be decided first, and then an earlier
-    # reading of the same meter is refused as older than the last one; either way, once.)
-    assert {v.status for v in verdicts} <= {Status.ACCEPTED, Status.REJECTED}
+    # ...and in the order they arrived: no reading is refused as older than one sent after it.
+    assert [v.status for v in verdicts] == [Status.ACCEPTED] * 60
     async with engine.connect() as conn:
         assert (await conn.execute(select(func.count()).select_from(inbound))).scalar_one() == 30
         assert (await conn.execute(select(func.count()).select_from(readings))).scalar_one() == 30
+
+
+async def test_postgresql_decides_a_meters_readings_in_the_order_they_came(
+    intake: Intake, db_url: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two groups are decided at once on PostgreSQL; the later one must not lock (and decide) a
+    meter before the earlier one, or the earlier reading would be refused as older than the last."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite groups are decided one after another by the writer process")
+    import asyncio
+    from datetime import timedelta
+
+    from gateway.decide import Decider
+
+    lookup = Decider._lookup
+
+    async def slow_first_group(self: Decider, conn: Any, fresh: list[Any]) -> Any:
+        found = await lookup(self, conn, fresh)
+        if any(p.sub.channel_message_id == "first" for p in fresh):
+            await asyncio.sleep(0.3)  # the first group is slow to reach its row locks
+        return found
+
+    monkeypatch.setattr(Decider, "_lookup", slow_first_group)
+
+    def reading(mid: str, value: str, hours_ago: int) -> Submission:
+        at = clock() - timedelta(hours=hours_ago)
+        return Submission(
+            Channel.DEVICE,
+            clock(),
+            "d",
+            values={"T": value},
+            meter_serial="M-1",
+            channel_message_id=mid,
+            taken_at=at,
+        )
+
+    first = asyncio.create_task(intake.submit(reading("first", "100", 2)))
+    await asyncio.sleep(0.05)  # its group is on its way when the next reading comes
+    second = asyncio.create_task(intake.submit(reading("second", "101", 1)))
+    earlier, later = await asyncio.gather(first, second)
+    assert (earlier.status, later.status) == (Status.ACCEPTED, Status.ACCEPTED)
+    assert later.receipt is not None and earlier.receipt is not None and later.receipt > earlier.receipt
