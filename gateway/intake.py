@@ -93,6 +93,15 @@ class Intake:
                 thread.shutdown()
         self._process = self._process_for = self._send_thread = self._receive_thread = None
 
+    def _groups_at_once(self) -> int:
+        """How many groups may be in flight: four queued to the writer process, so that it never
+        waits for this one (measured best for batches against one to three); on PostgreSQL two,
+        one computed while the database works on the other (row locks and the unique message
+        index keep them apart, as between two gateways); an in-memory SQLite, one."""
+        if self._process_ready():
+            return 4
+        return 2 if self.engine.dialect.name == "postgresql" else 1
+
     def _process_ready(self) -> bool:
         """A writer process is running for the SQLite file of `self.engine`."""
         return self._process is not None and self._process_for is self.engine and self._process.alive()
@@ -136,10 +145,7 @@ class Intake:
         max_group = self.config.intake.max_group
         in_flight: set[asyncio.Task[None]] = set()
         while True:
-            # The writer process decides one group while the next ones are pickled and sent to
-            # it: with a few in flight it never waits for this process (four measured best, for
-            # batches, against one to three). Decided in this process: one group at a time.
-            while len(in_flight) >= 4:
+            while len(in_flight) >= self._groups_at_once():
                 _, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
             jobs = [await self._queue.get()]
             count = len(jobs[0][0])
@@ -148,14 +154,9 @@ class Intake:
                 jobs.append(job)
                 count += len(job[0])
             subs = [s for batch, _ in jobs for s in batch]
-            if in_flight and not self._process_ready():
-                # In this process: on PostgreSQL two groups at a time (one is computed while the
-                # database works on the other; row locks and the unique message index keep them
-                # apart, exactly as between two gateways); on SQLite one. A process is replaced
-                # only when idle.
-                postgres = self.engine.dialect.name == "postgresql"
-                while in_flight and (len(in_flight) >= 2 or not postgres or self._process is not None):
-                    _, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            if in_flight and self._process is not None and not self._process_ready():
+                await asyncio.wait(in_flight)  # a writer process is replaced only when idle
+                in_flight = set()
             started = time.perf_counter()
             process = await self._current_process()
             if process is not None:
