@@ -46,6 +46,7 @@ from load_tests.common import (
     free_port,
     pg_admin,
     pg_available,
+    write_gateway_config,
 )
 
 TOKEN = "bench-device-token"
@@ -168,19 +169,7 @@ def write_registry(path: Path, meters: int) -> None:
 
 
 def write_config(path: Path, db_url: str, port: int) -> None:
-    path.write_text(
-        f"""[database]
-url = "{db_url}"
-
-[http]
-host = "127.0.0.1"
-port = {port}
-
-[devices]
-tokens = ["{TOKEN}"]
-""",
-        encoding="utf-8",
-    )
+    write_gateway_config(path, db_url, port, f'[devices]\ntokens = ["{TOKEN}"]\n')
 
 
 def gateway_command(args: argparse.Namespace, config: Path) -> list[str]:

@@ -176,3 +176,11 @@ def count_rows(db_url: str, table_name: str, accepted_only: bool = False) -> int
             await engine.dispose()
 
     return asyncio.run(go())
+
+
+def write_gateway_config(path: Path, db_url: str, port: int, sections: str) -> None:
+    """A benchmark gateway's TOML: its database, loopback HTTP on `port`, then `sections`."""
+    path.write_text(
+        f'[database]\nurl = "{db_url}"\n\n[http]\nhost = "127.0.0.1"\nport = {port}\n\n{sections}',
+        encoding="utf-8",
+    )

@@ -47,6 +47,7 @@ from load_tests.common import (
     pg_admin,
     pg_available,
     run_load_client,
+    write_gateway_config,
 )
 
 KEY = "bench-kannel-key"
@@ -178,22 +179,17 @@ def write_registry(path: Path, phones: int) -> None:
 
 
 def write_config(path: Path, db_url: str, port: int, registry: Path) -> None:
-    path.write_text(
-        f"""[database]
-url = "{db_url}"
-
-[http]
-host = "127.0.0.1"
-port = {port}
-
-[registry]
+    write_gateway_config(
+        path,
+        db_url,
+        port,
+        f"""[registry]
 csv = "{registry}"
 
 [sms]
 kannel_key = "{KEY}"
 replies_per_hour = 1000000
 """,
-        encoding="utf-8",
     )
 
 

@@ -51,6 +51,7 @@ from load_tests.common import (
     pg_admin,
     pg_available,
     run_load_client,
+    write_gateway_config,
 )
 
 ROUTE = "/channels/telegram/webhook"
@@ -213,15 +214,11 @@ def write_registry(path: Path, chats: int) -> None:
 
 
 def write_config(path: Path, db_url: str, port: int, registry: Path, bot_api: str) -> None:
-    path.write_text(
-        f"""[database]
-url = "{db_url}"
-
-[http]
-host = "127.0.0.1"
-port = {port}
-
-[registry]
+    write_gateway_config(
+        path,
+        db_url,
+        port,
+        f"""[registry]
 csv = "{registry}"
 
 [telegram]
@@ -232,7 +229,6 @@ webhook_secret = "{SECRET}"
 api_base = "{bot_api}"
 reminders = false
 """,
-        encoding="utf-8",
     )
 
 
