@@ -118,10 +118,13 @@ def serve(conn: Connection, url: str, config: Config, calendar: WorkCalendar, lo
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     from gateway.decide import Decider  # imported by the fork server already
     from gateway.logs import setup_logging
-    from gateway.store.database import create_sqlite_writer_engine
+    from gateway.store.checkpoints import BackgroundCheckpoints
+    from gateway.store.database import BUSY_TIMEOUT_MS, create_sqlite_writer_engine
 
     setup_logging(logging.getLevelName(log_level))
     engine = create_sqlite_writer_engine(url)
+    assert engine.url.database is not None
+    checkpoints = BackgroundCheckpoints(engine.url.database, BUSY_TIMEOUT_MS)
     decider = Decider(config, calendar, postgres=False)
     # A group of a few thousand readings allocates hundreds of thousands of objects that all
     # die with it, and the default thresholds ran the cycle collector over and over meanwhile:
@@ -144,7 +147,12 @@ def serve(conn: Connection, url: str, config: Config, calendar: WorkCalendar, lo
                 conn.send_bytes(pickle.dumps(reply, _PROTOCOL))
             except OSError:
                 return  # the gateway is gone; what was committed stays, unacknowledged
+            checkpoints.committed()
+            if checkpoints.log_too_long:
+                with engine.connect() as db:  # outside any transaction
+                    checkpoints.restart(db.connection.driver_connection)  # type: ignore[arg-type]
     finally:
+        checkpoints.close()
         engine.dispose()
 
 

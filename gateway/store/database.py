@@ -10,6 +10,9 @@ from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+# How long a SQLite connection waits for another's write lock before it gives up.
+BUSY_TIMEOUT_MS = 30_000
+
 
 def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
@@ -38,11 +41,20 @@ def sqlite_file_url(engine: AsyncEngine) -> str | None:
 
 def create_sqlite_writer_engine(url: str) -> Engine:
     """A synchronous (sqlite3) engine on the SQLite file `url` (see `sqlite_file_url`) with the
-    same settings as the gateway's own, for the intake writer (gateway/writer_process.py)."""
+    same settings as the gateway's own, for the intake writer (gateway/writer_process.py),
+    except that it leaves checkpoints to gateway/store/checkpoints.py."""
     # check_same_thread=False only so that dispose() may close the connection from another
     # thread; it is used by one thread at a time.
     sync = create_sync_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
     _configure_sqlite(sync)
+
+    @event.listens_for(sync, "connect")
+    def _writer_settings(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
+        # A group dirties some 9 MB of pages: keep them in memory until the commit writes them
+        # to the log once (the default 2 MB cache spills them to the log mid-transaction).
+        dbapi_connection.execute("PRAGMA cache_size=-65536")
+
     return sync
 
 
@@ -60,7 +72,7 @@ def _configure_sqlite(engine: AsyncEngine | Engine) -> None:
         # commit pays for the extra fsync.
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cur.close()
 
     @event.listens_for(target, "begin")
