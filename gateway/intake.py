@@ -14,7 +14,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,10 +64,6 @@ class Intake:
         self._last_turn: LockTurn | None = None  # of the newest group decided in this process
         self._process: WriterProcess | None = None
         self._process_for: AsyncEngine | None = None
-        # Sending to the process and waiting for its answers block: one thread each, so that
-        # groups are sent, and answers taken, in order.
-        self._send_thread: ThreadPoolExecutor | None = None
-        self._receive_thread: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
         if self._writer is None:
@@ -87,11 +82,8 @@ class Intake:
             pass
         self._writer = None
         if self._process is not None:
-            await asyncio.to_thread(self._process.close)
-        for thread in (self._send_thread, self._receive_thread):
-            if thread is not None:
-                thread.shutdown()
-        self._process = self._process_for = self._send_thread = self._receive_thread = None
+            await self._process.close()
+        self._process = self._process_for = None
 
     def _groups_at_once(self) -> int:
         """How many groups may be in flight: four queued to the writer process, so that it never
@@ -103,26 +95,25 @@ class Intake:
         return 2 if self.engine.dialect.name == "postgresql" else 1
 
     def _process_ready(self) -> bool:
-        """A writer process is running for the SQLite file of `self.engine`."""
-        return self._process is not None and self._process_for is self.engine and self._process.alive()
+        """A writer process is working for the SQLite file of `self.engine` (as far as is known
+        without asking the system: `_current_process` does, once a group)."""
+        return self._process is not None and self._process_for is self.engine and self._process.usable()
 
     async def _current_process(self) -> WriterProcess | None:
         """The writer process for the SQLite file of `self.engine`, started or replaced if need
         be (None: decided in this process). Call only with no group in flight."""
-        if self._process is not None and not self._process_ready():
+        if self._process is not None and not (self._process_ready() and self._process.alive()):
             if not self._process.alive():
                 # Killed between groups: nothing was in hand, so a new process simply takes over.
                 log.error("intake writer process %s is gone; starting a new one", self._process.pid)
-            await asyncio.to_thread(self._process.close)
+            await self._process.close()
             self._process, self._process_for = None, None
         if self._process_for is not self.engine:  # first use, or the engine was replaced
             self._process_for = self.engine
             url = sqlite_file_url(self.engine)
             if url is not None:
                 self._process = await asyncio.to_thread(WriterProcess, url, self.config, self.calendar)
-                if self._send_thread is None or self._receive_thread is None:
-                    self._send_thread = ThreadPoolExecutor(1, thread_name_prefix="intake-send")
-                    self._receive_thread = ThreadPoolExecutor(1, thread_name_prefix="intake-receive")
+                await self._process.connect()
         return self._process
 
     async def submit(self, sub: Submission) -> Verdict:
@@ -199,26 +190,17 @@ class Intake:
         """SQLite file: the writer process decides the group and commits it (synchronous=FULL)
         before its verdicts come back; see gateway/writer_process.py for why.
 
-        Sending and receiving are queued here, before anything is awaited, so that they keep
-        the order of the groups."""
-        assert self._send_thread is not None and self._receive_thread is not None
-        loop = asyncio.get_running_loop()
-        sent = loop.run_in_executor(self._send_thread, process.send, now, subs)
-        answer = loop.run_in_executor(self._receive_thread, process.receive)
+        The group is sent here, before anything is awaited, so that groups keep their order."""
+        answer = process.decide(now, subs)
 
         async def verdicts() -> list[Verdict]:
-            done = await asyncio.gather(sent, answer, return_exceptions=True)
-            for outcome in done:
-                if isinstance(outcome, WriterProcessDied):
-                    # Whether this group was committed is unknown, so its senders get an error
-                    # and retry; their message ids make a retry safe. The next group starts a
-                    # new process.
-                    self._process_for = None
-                if isinstance(outcome, BaseException):
-                    raise outcome
-            result = done[1]
-            assert not isinstance(result, BaseException)
-            return result
+            try:
+                return await answer
+            except WriterProcessDied:
+                # Whether this group was committed is unknown, so its senders get an error and
+                # retry; their message ids make a retry safe. The next group starts a new process.
+                self._process_for = None
+                raise
 
         return verdicts()
 

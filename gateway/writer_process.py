@@ -10,7 +10,7 @@ group is decided and committed (`synchronous=FULL`) before its verdicts are sent
 gateway acknowledges nothing that is not durable, exactly as when it wrote in-process.
 
 The protocol is a `multiprocessing` pipe of pickles: the gateway sends `(now, submissions)`,
-the process answers `(True, verdicts)` or `(False, exception)`. The process ends when the pipe
+the process answers `(True, verdicts)` or `(False, exception)`, in the order the groups came. The process ends when the pipe
 closes: when the gateway stops, or dies (then after the group in hand). It ignores SIGINT and
 SIGTERM, which a terminal or a service manager sends to the whole process group, because the
 gateway still needs it to finish the requests in flight while it shuts down.
@@ -18,13 +18,18 @@ gateway still needs it to finish the requests in flight while it shuts down.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import gc
 import logging
 import multiprocessing
+import os
 import pickle
 import signal
+import socket
+import struct
 import weakref
+from collections import deque
 from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import Any
@@ -41,6 +46,7 @@ log = logging.getLogger(__name__)
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["gateway.decide"])
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
+EXIT_SECONDS = 30  # for the groups in hand to be committed when the gateway stops
 _live: weakref.WeakSet[WriterProcess] = weakref.WeakSet()
 
 
@@ -49,11 +55,15 @@ class WriterProcessDied(RuntimeError):
 
 
 class WriterProcess:
-    """One writer process on one SQLite file. `send` and `receive` block: call each from a
-    thread of its own (several groups may be in flight; answers come in the order sent)."""
+    """One writer process on one SQLite file, spoken to from the event loop.
+
+    Construct it off the loop (starting a process blocks), then `await connect()` on it. Groups
+    are written to the pipe's socket and answers read back on the loop itself: sending from and
+    waiting in threads of their own cost the loop a contended interpreter lock at every group.
+    """
 
     def __init__(self, url: str, config: Config, calendar: WorkCalendar) -> None:
-        self._conn, child = _CONTEXT.Pipe()
+        parent, child = _CONTEXT.Pipe()  # a socket pair: duplex
         self._proc = _CONTEXT.Process(
             target=serve,
             args=(child, url, config, calendar, logging.getLogger().level),
@@ -61,41 +71,81 @@ class WriterProcess:
         )
         self._proc.start()
         child.close()
+        self._sock = socket.socket(fileno=os.dup(parent.fileno()))
+        parent.close()
+        self._writer: asyncio.StreamWriter | None = None
+        self._reading: asyncio.Task[None] | None = None
+        self._waiting: deque[asyncio.Future[list[Verdict]]] = deque()  # in the order sent
+        self._lost = False  # the pipe broke: this process decides nothing more
         _live.add(self)
+
+    async def connect(self) -> None:
+        reader, self._writer = await asyncio.open_connection(sock=self._sock)
+        self._reading = asyncio.create_task(self._read_answers(reader), name="intake-writer-answers")
 
     @property
     def pid(self) -> int | None:
         return self._proc.pid
 
+    def usable(self) -> bool:
+        """Nothing has gone wrong with the pipe yet (no system call: see `alive`)."""
+        return not self._lost
+
     def alive(self) -> bool:
-        return self._proc.is_alive()
+        """The process runs and its pipe works."""
+        return not self._lost and self._proc.is_alive()
 
-    def send(self, now: datetime, subs: list[Submission]) -> None:
-        """Hand a group to the process; its verdicts come from the next `receive` in turn."""
+    def decide(self, now: datetime, subs: list[Submission]) -> asyncio.Future[list[Verdict]]:
+        """Hand a group to the process: the future gets its verdicts, what the process raised
+        deciding it, or WriterProcessDied."""
+        assert self._writer is not None, "connect() first"
+        future: asyncio.Future[list[Verdict]] = asyncio.get_running_loop().create_future()
+        if self._lost:
+            future.set_exception(WriterProcessDied("the intake writer process is gone"))
+            return future
+        data = pickle.dumps((now, subs), _PROTOCOL)
+        # multiprocessing.Connection's framing, which the process reads with recv_bytes. At
+        # most a few groups are in flight (gateway/intake.py), so the buffer stays bounded.
+        self._writer.write(_frame_header(len(data)))
+        self._writer.write(data)
+        self._waiting.append(future)
+        return future
+
+    async def _read_answers(self, reader: asyncio.StreamReader) -> None:
         try:
-            self._conn.send_bytes(pickle.dumps((now, subs), _PROTOCOL))
-        except BaseException as exc:
-            # The answer this group was to get will not come, and the receive waiting for it
-            # would take the next group's instead: this process decides nothing more.
-            self._proc.kill()
-            raise WriterProcessDied(f"could not send a group to the intake writer process: {exc!r}") from exc
+            while True:
+                (size,) = _INT.unpack(await reader.readexactly(4))
+                if size == -1:
+                    (size,) = _LONG.unpack(await reader.readexactly(8))
+                ok, result = pickle.loads(await reader.readexactly(size))
+                future = self._waiting.popleft()
+                if future.done():
+                    continue
+                if ok:
+                    future.set_result(result)
+                else:
+                    future.set_exception(result)
+        except (asyncio.IncompleteReadError, OSError):
+            pass  # the process exited or was killed
+        finally:
+            # Whether the groups in hand were committed is unknown: their senders get an error
+            # and retry, which their message ids make safe.
+            self._lost = True
+            while self._waiting:
+                future = self._waiting.popleft()
+                if not future.done():
+                    future.set_exception(WriterProcessDied("the intake writer process exited"))
 
-    def receive(self) -> list[Verdict]:
-        """The verdicts of the oldest group sent and not yet received; raises what the process
-        raised deciding it, or WriterProcessDied."""
-        try:
-            ok, result = pickle.loads(self._conn.recv_bytes())
-        except (EOFError, OSError) as exc:
-            self._proc.join(1)
-            raise WriterProcessDied(f"the intake writer process exited ({self._proc.exitcode})") from exc
-        if not ok:
-            raise result
-        verdicts: list[Verdict] = result
-        return verdicts
+    async def close(self) -> None:
+        """Let the process finish the groups sent and exit; kill it if it does not within
+        `EXIT_SECONDS`."""
+        if self._writer is not None:
+            self._writer.close()  # the process sees the pipe close after the groups sent
+        await asyncio.to_thread(self._join, EXIT_SECONDS)
+        if self._reading is not None:
+            await self._reading  # the process is gone: its end of the pipe is closed
 
-    def close(self, timeout: float = 30) -> None:
-        """Let the process finish the group in hand and exit; kill it if it does not."""
-        self._conn.close()
+    def _join(self, timeout: float) -> None:
         self._proc.join(timeout)
         if self._proc.is_alive():
             log.error("intake writer process %s did not exit; killing it", self._proc.pid)
@@ -103,13 +153,28 @@ class WriterProcess:
             self._proc.join()
         _live.discard(self)
 
+    def close_at_exit(self) -> None:
+        """Without an event loop (the interpreter is exiting): close the pipe, wait for the process."""
+        self._sock.close()
+        self._join(EXIT_SECONDS)
+
+
+_INT = struct.Struct("!i")
+_LONG = struct.Struct("!Q")
+
+
+def _frame_header(size: int) -> bytes:
+    if size > 0x7FFFFFFF:
+        return _INT.pack(-1) + _LONG.pack(size)
+    return _INT.pack(size)
+
 
 @atexit.register
 def _close_all() -> None:
     # Registered after multiprocessing's own exit handler, so it runs first: that handler joins
     # every child, which would wait for ever on a writer whose pipe is still open.
     for writer in list(_live):
-        writer.close()
+        writer.close_at_exit()
 
 
 def serve(conn: Connection, url: str, config: Config, calendar: WorkCalendar, log_level: int) -> None:
