@@ -190,7 +190,7 @@ def serve(conn: Connection, url: str, config: Config, calendar: WorkCalendar, lo
     engine = create_sqlite_writer_engine(url)
     assert engine.url.database is not None
     checkpoints = BackgroundCheckpoints(engine.url.database, BUSY_TIMEOUT_MS)
-    decider = Decider(config, calendar, postgres=False)
+    decider = Decider(config, calendar, postgres=False, sole_writer=True)
     # A group of a few thousand readings allocates hundreds of thousands of objects that all
     # die with it, and the default thresholds ran the cycle collector over and over meanwhile:
     # a fifth of the writer's time. What exists now lives as long as the process (frozen:

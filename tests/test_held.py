@@ -117,3 +117,25 @@ async def test_back_office_accepts_a_flagged_reading_and_it_becomes_the_history(
     assert decided.status is Status.ACCEPTED
     assert decided.reasons[-1].code == "released"
     assert await _last_value(engine) == "2400"
+
+
+async def test_the_next_reading_is_judged_against_a_value_confirmed_meanwhile(
+    setup: tuple[Intake, Config], engine: AsyncEngine, clock: FakeClock
+) -> None:
+    """The SQLite writer process keeps zone states between groups; a confirmation committed by
+    another connection must reach it before the next reading is judged."""
+    intake, config = setup
+    await _history(intake, clock, Channel.CABINET)
+    unusual = await intake.submit(
+        Submission(Channel.CABINET, clock(), "x", account="1000001", values={"T": "2400"})
+    )
+    assert unusual.status is Status.NEEDS_CONFIRMATION and unusual.receipt is not None
+    clock.advance(hours=1)
+    await held.confirm(engine, config, unusual.receipt, "resident", clock(), account="1000001")
+    clock.advance(hours=1)
+    lower = await intake.submit(
+        Submission(Channel.CABINET, clock(), "x", account="1000001", values={"T": "2390"})
+    )
+    assert lower.status is Status.REJECTED
+    assert [r.code for r in lower.reasons] == ["lower_than_previous"]
+    assert "2 390 меньше прежних 2 400" in lower.reasons[0].message_ru
