@@ -1,4 +1,5 @@
-"""One reading item pushed by a field device, as a Submission: shared by HTTP push and MQTT.
+"""One reading item pushed by a field device, as a Submission, and its verdict as the device is
+told it: shared by HTTP push and MQTT.
 
 An item is `{"id": "...", "meter": "SERIAL", "taken_at": "2026-11-24T10:00:00Z",
 "values": {"T1": "123.4", "T2": 56.7}, "account": "..."}`; `value` may stand for `values` on a
@@ -14,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from gateway.model import Channel, Submission
+from gateway.model import Channel, Submission, Verdict
 
 
 class ItemError(ValueError):
@@ -89,3 +90,11 @@ def submission_from_item(
 def raw_of(item: dict[str, Any]) -> str:
     """The item as stored in the inbound log: compact JSON."""
     return orjson.dumps(item).decode()
+
+
+def result_of(item: dict[str, Any], verdict: Verdict) -> dict[str, Any]:
+    """One item's verdict as the device is told it: the HTTP answer's `results` entry, also
+    published on the MQTT reply topic."""
+    out = verdict.as_dict()
+    out["id"] = item.get("id")
+    return out

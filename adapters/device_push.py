@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from adapters.app_keys import CLOCK, CONFIG, INTAKE
-from adapters.device_items import ItemError, submission_from_item
+from adapters.device_items import ItemError, result_of, submission_from_item
 from adapters.http_common import ApiError, json_response, read_json, require_bearer
 from gateway.config import Config
 from gateway.intake import Clock, Intake
@@ -60,11 +60,7 @@ async def push_readings(request: web.Request) -> web.Response:
     subs = [_submission(item, i, sender, now, message_id) for i, item in enumerate(items)]
     intake: Intake = request.app[INTAKE]
     verdicts = await intake.submit_many(subs)
-    results = []
-    for item, verdict in zip(items, verdicts, strict=True):
-        out = verdict.as_dict()
-        out["id"] = item.get("id")
-        results.append(out)
+    results = [result_of(item, verdict) for item, verdict in zip(items, verdicts, strict=True)]
     accepted = sum(1 for v in verdicts if v.accepted)
     return json_response({"accepted": accepted, "total": len(verdicts), "results": results})
 

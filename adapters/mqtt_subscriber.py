@@ -43,9 +43,9 @@ import orjson
 from aiohttp import web
 from prometheus_client import Counter, Gauge
 
-from adapters.device_items import ItemError, submission_from_item
+from adapters.device_items import ItemError, result_of, submission_from_item
 from gateway.config import MqttConfig
-from gateway.model import Channel, Submission, Verdict
+from gateway.model import Channel, Submission
 from gateway.privacy import mask_phones_in
 
 if TYPE_CHECKING:
@@ -190,13 +190,6 @@ def parse_payload(
             sub = replace(sub, channel_message_id=derived_message_id(topic, item, now))
         subs.append(sub)
     return items, subs
-
-
-def reply_of(item: dict[str, Any], verdict: Verdict) -> dict[str, Any]:
-    """One item's verdict as devices get it: the HTTP answer's `results` entry."""
-    out = verdict.as_dict()
-    out["id"] = item.get("id")
-    return out
 
 
 def _usable_topic_level(meter: str) -> bool:
@@ -345,7 +338,7 @@ class MqttSubscriber:
         if self.settings.reply_topic_prefix:
             await asyncio.gather(
                 *(
-                    self._publish(client, sub.meter_serial or "", reply_of(item, verdict))
+                    self._publish(client, sub.meter_serial or "", result_of(item, verdict))
                     for item, sub, verdict in zip(items, subs, verdicts, strict=True)
                 )
             )

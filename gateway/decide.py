@@ -54,7 +54,7 @@ from gateway.model import (
     Verdict,
 )
 from gateway.privacy import mask_phone, normalize_phone
-from gateway.store.rows import STATE_COLUMNS, meter_info, sqlite_time, state_from_values
+from gateway.store.rows import METER_INFO_COLUMNS, STATE_COLUMNS, meter_info, sqlite_time, state_from_values
 from gateway.store.schema import accounts, inbound, meter_state, meters, phones, readings, registry_version
 from gateway.validation.context import SECONDS_PER_DAY, MeterInfo, ZoneState
 from gateway.validation.evaluate import Evaluation, evaluate
@@ -156,8 +156,8 @@ class Decider:
 
     It holds no connection: `Intake` runs it on the event loop (PostgreSQL, in-memory SQLite)
     and the SQLite writer process (gateway/writer_process.py) runs it with `decide_sync`. It
-    keeps the registry rows it has read (gateway/meter_cache.py), so one Decider serves one
-    writer.
+    keeps the registry rows it has read, and in the writer process the zone states too
+    (gateway/meter_cache.py), so one Decider serves one writer.
     """
 
     def __init__(
@@ -183,14 +183,11 @@ class Decider:
                 with engine.begin() as conn:
                     verdicts: list[Verdict] = _run_to_completion(self.decide(SyncConnection(conn), subs, now))
                     return verdicts
-            except IntegrityError:
+            except BaseException as exc:
                 self._forget_states()  # the states of a rolled-back group were moved on
-                if attempt == 2:
+                if not isinstance(exc, IntegrityError) or attempt == 2:
                     raise
                 log.info("intake group hit a concurrent duplicate; retrying")
-            except BaseException:
-                self._forget_states()
-                raise
         raise AssertionError("unreachable")
 
     async def decide(
@@ -402,7 +399,7 @@ class Decider:
         """The zone states of these meters, for this group to judge by and move on.
 
         The SQLite writer process is the only connection that writes them while it runs, so it
-        keeps them between groups instead of reading them back each time (a tenth of its work),
+        keeps them between groups instead of reading them back each time (~8 % of its work),
         as long as no other connection has committed anything since its last group (`PRAGMA
         data_version`, read here inside the write transaction, so nothing can commit between
         the check and this group's own commit). Held readings confirmed by their senders,
@@ -661,16 +658,9 @@ _PHONE_ACCOUNTS = (
     .join(accounts, accounts.c.id == phones.c.account_id)
     .where(phones.c.phone.in_(bindparam("phones", expanding=True)))
 )
-_METERS = select(
-    meters.c.id,
-    meters.c.account_id,
-    accounts.c.number,
-    meters.c.serial,
-    meters.c.zones,
-    meters.c.digits,
-    meters.c.max_power_kw,
-    meters.c.active,
-).join(accounts, accounts.c.id == meters.c.account_id)
+_METERS = select(meters.c.id, meters.c.account_id, accounts.c.number, *METER_INFO_COLUMNS).join(
+    accounts, accounts.c.id == meters.c.account_id
+)
 _BY_SERIAL = meters.c.serial.in_(bindparam("serials", expanding=True))
 _BY_NUMBER = accounts.c.number.in_(bindparam("numbers", expanding=True))
 _METERS_BY_SERIAL = _METERS.where(_BY_SERIAL)

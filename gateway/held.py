@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from gateway.config import Config
 from gateway.decide import advance_state, save_states
 from gateway.model import CHANNEL_GROUP, Channel, ReadingOut, Reason, RuleGroup, Severity, Status, Verdict
-from gateway.store.rows import meter_info, state_from_row
+from gateway.store.rows import METER_INFO_COLUMNS, meter_info, state_from_row
 from gateway.store.schema import accounts, audit, meter_state, meters, readings
 from gateway.validation.context import MeterInfo, ZoneState
 from gateway.validation.evaluate import evaluate
@@ -129,15 +129,7 @@ async def _load(
     conn: AsyncConnection, receipt: int, account: str | None, for_update: bool
 ) -> tuple[list[Any], MeterInfo]:
     query = (
-        select(
-            readings,
-            accounts.c.number,
-            meters.c.serial,
-            meters.c.zones,
-            meters.c.digits,
-            meters.c.max_power_kw,
-            meters.c.active,
-        )
+        select(readings, accounts.c.number, *METER_INFO_COLUMNS)
         .join(accounts, accounts.c.id == readings.c.account_id)
         .join(meters, meters.c.id == readings.c.meter_id)
         .where(readings.c.inbound_id == receipt)

@@ -13,9 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -26,7 +25,7 @@ from gateway.decide import Decider, LockTurn
 from gateway.metrics import Metrics
 from gateway.model import Submission, Verdict
 from gateway.store.database import sqlite_file_url
-from gateway.writer_process import WriterProcess, WriterProcessDied
+from gateway.writer_process import WriterProcess
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +100,8 @@ class Intake:
 
     async def _current_process(self) -> WriterProcess | None:
         """The writer process for the SQLite file of `self.engine`, started or replaced if need
-        be (None: decided in this process). Call only with no group in flight."""
+        be (None: decided in this process). Groups still in flight to a process that is
+        replaced fail with WriterProcessDied: whether they were committed is unknown."""
         if self._process is not None and not (self._process_ready() and self._process.alive()):
             if not self._process.alive():
                 # Killed between groups: nothing was in hand, so a new process simply takes over.
@@ -150,8 +150,12 @@ class Intake:
                 in_flight = set()
             started = time.perf_counter()
             process = await self._current_process()
+            decision: Awaitable[list[Verdict]]
             if process is not None:
-                decision = self._decide_in_process(process, self.clock(), subs)
+                # SQLite file: the writer process decides and commits the group before its
+                # verdicts come back (gateway/writer_process.py). Sent now, before anything is
+                # awaited, so that groups keep their order.
+                decision = process.decide(self.clock(), subs)
             else:
                 decision = self._decide_here(self.clock(), subs)
             in_flight.add(asyncio.create_task(self._answer(jobs, subs, decision, started)))
@@ -160,7 +164,7 @@ class Intake:
         self,
         jobs: list[tuple[Sequence[Submission], asyncio.Future[list[Verdict]]]],
         subs: list[Submission],
-        decision: Coroutine[Any, Any, list[Verdict]],
+        decision: Awaitable[list[Verdict]],
         started: float,
     ) -> None:
         """Wait for a group's verdicts and hand each request its own."""
@@ -183,26 +187,6 @@ class Intake:
         self.metrics.observe_verdicts(zip(subs, verdicts, strict=True))
         for _ in jobs:
             self._queue.task_done()
-
-    def _decide_in_process(
-        self, process: WriterProcess, now: datetime, subs: list[Submission]
-    ) -> Coroutine[Any, Any, list[Verdict]]:
-        """SQLite file: the writer process decides the group and commits it (synchronous=FULL)
-        before its verdicts come back; see gateway/writer_process.py for why.
-
-        The group is sent here, before anything is awaited, so that groups keep their order."""
-        answer = process.decide(now, subs)
-
-        async def verdicts() -> list[Verdict]:
-            try:
-                return await answer
-            except WriterProcessDied:
-                # Whether this group was committed is unknown, so its senders get an error and
-                # retry; their message ids make a retry safe. The next group starts a new process.
-                self._process_for = None
-                raise
-
-        return verdicts()
 
     async def _decide_here(self, now: datetime, subs: list[Submission]) -> list[Verdict]:
         """PostgreSQL (or an in-memory SQLite): decide on the event loop's own connection."""

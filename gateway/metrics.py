@@ -93,17 +93,9 @@ class Metrics:
         self.group_size.observe(size)
         self.commit_seconds.observe(seconds)
 
-    def observe_verdict(self, sub: Submission, verdict: Verdict) -> None:
-        channel = sub.channel.value
-        self.received.labels(channel).inc()
-        self.verdicts.labels(channel, verdict.status.value).inc()
-        if verdict.duplicate:
-            self.duplicates.labels(channel).inc()
-        for r in verdict.reasons:
-            self.reasons.labels(channel, r.code).inc()
-
     def observe_verdicts(self, decided: Iterable[tuple[Submission, Verdict]]) -> None:
-        """observe_verdict for a whole group: each label set is looked up once, not per reading."""
+        """Count a group's verdicts by channel, status and reason: each label set is looked up
+        once, not per reading."""
         received: collections.Counter[str] = collections.Counter()
         verdicts: collections.Counter[tuple[str, str]] = collections.Counter()
         duplicates: collections.Counter[str] = collections.Counter()

@@ -10,10 +10,11 @@ group is decided and committed (`synchronous=FULL`) before its verdicts are sent
 gateway acknowledges nothing that is not durable, exactly as when it wrote in-process.
 
 The protocol is a `multiprocessing` pipe of pickles: the gateway sends `(now, submissions)`,
-the process answers `(True, verdicts)` or `(False, exception)`, in the order the groups came. The process ends when the pipe
-closes: when the gateway stops, or dies (then after the group in hand). It ignores SIGINT and
-SIGTERM, which a terminal or a service manager sends to the whole process group, because the
-gateway still needs it to finish the requests in flight while it shuts down.
+the process answers `(True, verdicts)` or `(False, exception)`, in the order the groups came.
+The process ends when the pipe closes: when the gateway stops, or dies (then after the group
+in hand). It ignores SIGINT and SIGTERM, which a terminal or a service manager sends to the
+whole process group, because the gateway still needs it to finish the requests in flight while
+it shuts down.
 """
 
 from __future__ import annotations
@@ -127,6 +128,8 @@ class WriterProcess:
                     future.set_exception(result)
         except (asyncio.IncompleteReadError, OSError):
             pass  # the process exited or was killed
+        except Exception:  # an answer that does not unpickle: the pipe can no longer be trusted
+            log.exception("unreadable answer from intake writer process %s; replacing it", self._proc.pid)
         finally:
             # Whether the groups in hand were committed is unknown: their senders get an error
             # and retry, which their message ids make safe.

@@ -19,7 +19,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.calendar import WorkCalendar
 from gateway.config import Config, load_config
+from gateway.intake import Intake
+from gateway.registry import import_registry
 from gateway.service import Gateway
 from gateway.store.database import create_engine
 from gateway.store.migrate import upgrade
@@ -148,6 +151,22 @@ def make_config(db_url: str, tmp_path: Path, **sections: dict[str, object]) -> C
         current = getattr(config, section)
         config = config.model_copy(update={section: current.model_copy(update=values)})
     return config
+
+
+async def start_intake(engine: AsyncEngine, config: Config, clock: FakeClock) -> Intake:
+    """An intake on `engine` with the configuration's registry imported, started."""
+    await import_registry(engine, config.registry.csv or "")
+    it = Intake(engine, config, WorkCalendar(config.calendar.timezone), clock=clock)
+    await it.start()
+    return it
+
+
+@pytest.fixture
+async def intake(engine: AsyncEngine, db_url: str, tmp_path: Path, clock: FakeClock) -> AsyncIterator[Intake]:
+    """An intake with the test registry, on each database."""
+    it = await start_intake(engine, make_config(db_url, tmp_path), clock)
+    yield it
+    await it.stop()
 
 
 @dataclass

@@ -10,13 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import held
-from gateway.calendar import WorkCalendar
 from gateway.config import Config
 from gateway.intake import Intake
 from gateway.model import Channel, Status, Submission
-from gateway.registry import import_registry
 from gateway.store.schema import audit, meter_state
-from tests.conftest import FakeClock, make_config
+from tests.conftest import FakeClock, make_config, start_intake
 
 
 @pytest.fixture
@@ -24,9 +22,7 @@ async def setup(
     engine: AsyncEngine, db_url: str, tmp_path: Path, clock: FakeClock
 ) -> AsyncIterator[tuple[Intake, Config]]:
     config = make_config(db_url, tmp_path)
-    await import_registry(engine, config.registry.csv or "")
-    it = Intake(engine, config, WorkCalendar(config.calendar.timezone), clock=clock)
-    await it.start()
+    it = await start_intake(engine, config, clock)
     yield it, config
     await it.stop()
 

@@ -7,7 +7,6 @@ Each test checks what the sender is told (the Verdict) and what is stored (`inbo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -18,30 +17,16 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.calendar import WorkCalendar
-from gateway.config import Config, RuleThresholds
+from gateway.config import RuleThresholds
 from gateway.intake import Intake
 from gateway.model import Channel, Severity, Status, Submission, Verdict
 from gateway.registry import import_registry
 from gateway.store.database import create_engine
 from gateway.store.schema import inbound, meter_state, meters, readings
-from tests.conftest import FakeClock, make_config
+from tests.conftest import FakeClock, make_config, start_intake
 
 PHONE_M1 = "+79161234567"  # account 1000001, meter M-1 (T, 6 digits, 10 kW)
 PHONE_AMBIGUOUS = "+79031112233"  # accounts 1000003 and 1000005
-
-
-async def start_intake(engine: AsyncEngine, config: Config, clock: FakeClock) -> Intake:
-    await import_registry(engine, config.registry.csv or "")
-    it = Intake(engine, config, WorkCalendar(config.calendar.timezone), clock=clock)
-    await it.start()
-    return it
-
-
-@pytest.fixture
-async def intake(engine: AsyncEngine, db_url: str, tmp_path: Path, clock: FakeClock) -> AsyncIterator[Intake]:
-    it = await start_intake(engine, make_config(db_url, tmp_path), clock)
-    yield it
-    await it.stop()
 
 
 def sms(

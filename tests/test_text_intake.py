@@ -2,27 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from gateway.calendar import WorkCalendar
 from gateway.intake import Intake
 from gateway.model import Channel, Status, Submission
-from gateway.registry import import_registry
-from tests.conftest import FakeClock, make_config
-
-
-@pytest.fixture
-async def intake(engine: AsyncEngine, db_url: str, tmp_path: Path, clock: FakeClock) -> AsyncIterator[Intake]:
-    config = make_config(db_url, tmp_path)
-    await import_registry(engine, config.registry.csv or "")
-    it = Intake(engine, config, WorkCalendar(config.calendar.timezone), clock=clock)
-    await it.start()
-    yield it
-    await it.stop()
+from tests.conftest import FakeClock
 
 
 def sms(clock: FakeClock, text: str, sender: str = "+79161234568", mid: str | None = None) -> Submission:

@@ -7,28 +7,16 @@ import os
 import re
 import signal
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.calendar import WorkCalendar
 from gateway.intake import Intake
 from gateway.model import Channel, Status, Submission
 from gateway.registry import import_registry
-from tests.conftest import REGISTRY_CSV, FakeClock, make_config
-
-
-@pytest.fixture
-async def intake(engine: AsyncEngine, db_url: str, tmp_path: Path, clock: FakeClock) -> AsyncIterator[Intake]:
-    config = make_config(db_url, tmp_path)
-    await import_registry(engine, config.registry.csv or "")
-    it = Intake(engine, config, WorkCalendar(config.calendar.timezone), clock=clock)
-    await it.start()
-    yield it
-    await it.stop()
+from tests.conftest import REGISTRY_CSV, FakeClock
 
 
 def device(clock: FakeClock, serial: str, value: str) -> Submission:

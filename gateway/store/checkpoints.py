@@ -12,9 +12,10 @@ Copying is not enough to keep the log short: SQLite starts writing the log from 
 again only when a writer begins a transaction after every page has been copied and no reader
 still reads the old pages, and the intake writer begins its next transaction at once. So when
 the log has grown past `RESTART_FRAMES`, the writer itself asks for a RESTART checkpoint after
-a commit (seldom: a few times a minute under full load), which copies what is left (little: the background has done the rest) and lets the
-next transaction start the log over. It never waits for that: if a reader is in the way, it
-tries again after the next group. Durability is not touched: a commit still syncs the log.
+a commit (seldom: a few times a minute under full load), which copies what is left (little:
+the background has done the rest) and lets the next transaction start the log over. It never
+waits for that: if a reader is in the way, it tries again after the next group. Durability is
+not touched: a commit still syncs the log.
 """
 
 from __future__ import annotations

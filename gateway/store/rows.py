@@ -7,7 +7,18 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from gateway.store.schema import meters
 from gateway.validation.context import MeterInfo, ZoneState
+
+# The `meters` columns `meter_info` reads besides the meter's and its account's ids, for queries
+# that select them beside other tables' columns.
+METER_INFO_COLUMNS = (
+    meters.c.serial,
+    meters.c.zones,
+    meters.c.digits,
+    meters.c.max_power_kw,
+    meters.c.active,
+)
 
 
 def meter_info(row: Any, account: str, meter_id_key: str = "id") -> MeterInfo:
