@@ -38,14 +38,14 @@ from load_tests import raw_sqlite
 from load_tests.client import serial
 from load_tests.common import (
     BIN,
-    PG_ADMIN_URL,
     Server,
     clean_env,
     count_rows,
     cpu_seconds,
     free_port,
-    pg_admin,
+    helper_server,
     pg_available,
+    scratch_postgres,
     write_gateway_config,
 )
 
@@ -209,39 +209,22 @@ def bench_gateway(run: Run, name: str, db_url: str, csv: Path) -> None:
     server = Server(
         f"gateway ({name})", gateway_command(run.args, config), port, run.tmp / f"{name}.log", run.tmp
     )
-    server.start()
-    print(f"  {server.name} pid {server.proc.pid if server.proc else '?'}", flush=True)
-    try:
+    with server:
+        print(f"  {server.name} pid {server.proc.pid if server.proc else '?'}", flush=True)
         load_phases(run, server, f"gateway {name}", check=True)
-    finally:
-        server.stop()
     answered = sum(p.result["accepted_all"] for p in run.phases if p.label.startswith(f"gateway {name},"))
     run.stored[name] = (answered, count_rows(db_url, "readings", accepted_only=True))
 
 
 def bench_bare(run: Run) -> None:
-    port = free_port()
-    server = Server(
-        "bare aiohttp",
-        [sys.executable, "-m", "load_tests.bare_server", "--port", str(port)],
-        port,
-        run.tmp / "bare.log",
-        Path(__file__).parent.parent,
-    )
-    server.start()
-    try:
+    server = helper_server("bare aiohttp", ["load_tests.bare_server"], run.tmp / "bare.log")
+    with server:
         load_phases(run, server, "bare aiohttp", check=False)
-    finally:
-        server.stop()
 
 
 def bench_postgres(run: Run, csv: Path) -> None:
-    pg_admin(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
-    pg_admin(f'CREATE DATABASE "{PG_DATABASE}"')
-    try:
-        bench_gateway(run, "postgresql", PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + PG_DATABASE, csv)
-    finally:
-        pg_admin(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
+    with scratch_postgres(PG_DATABASE) as url:
+        bench_gateway(run, "postgresql", url, csv)
 
 
 # -- the report -----------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import resource
 import sys
 import time
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from load_tests.common import percentile
+from load_tests.common import latency_ms, own_cpu_seconds
 
 VALUE_START = 1000
 VALUE_PER_STEP = 10  # kWh per step
@@ -150,13 +149,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
         now = time.perf_counter()
         window = (now + args.warmup, now + args.warmup + args.duration)
-        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+        cpu0 = own_cpu_seconds()
         await asyncio.gather(
             *(_run_worker(w, http, args.url, headers, window, tally, not args.no_check) for w in workers)
         )
-        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = own_cpu_seconds() - cpu0
         elapsed = time.perf_counter() - now
-    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     return {
         "requests": tally.requests,
         "items": tally.items,
@@ -168,8 +166,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "duration": args.duration,
         "requests_per_s": tally.requests / args.duration,
         "items_per_s": tally.items / args.duration,
-        "p50_ms": percentile(tally.latencies, 0.50) * 1000,
-        "p99_ms": percentile(tally.latencies, 0.99) * 1000,
+        **latency_ms(tally.latencies),
         "client_cpu": cpu / elapsed,
         "max_step": max(w.max_step for w in workers),
     }

@@ -22,31 +22,32 @@ answered (a withheld reply would be cheaper, not dearer).
 from __future__ import annotations
 
 import argparse
-import asyncio
+import itertools
 import os
-import resource
 import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import orjson
+import aiohttp
 
 from load_tests.common import (
-    BIN,
-    PG_ADMIN_URL,
     ROOT,
     Server,
+    Tally,
+    channel_client_main,
+    channel_client_phase,
     count_rows,
     free_port,
-    percentile,
-    pg_admin,
+    gateway_server,
+    helper_server,
     pg_available,
-    run_load_client,
+    run_timed_clients,
+    scratch_postgres,
+    timed_requests,
     write_gateway_config,
 )
 
@@ -86,27 +87,19 @@ def serve_bare(port: int) -> None:
 # -- the load generator -----------------------------------------------------------------------
 
 
-@dataclass
-class Tally:
-    requests: int = 0
-    confirmed: int = 0
-    errors: int = 0
-    latencies: list[float] = field(default_factory=list)
-    other_replies: dict[str, int] = field(default_factory=dict)
-
-
 async def _worker(
-    http: Any, url: str, phones: list[int], window: tuple[float, float], tally: Tally, check: bool
+    http: aiohttp.ClientSession,
+    url: str,
+    phones: list[int],
+    window: tuple[float, float],
+    tally: Tally,
+    check: bool,
 ) -> None:
-    start, end = window
     steps = dict.fromkeys(phones, 0)
-    turn = 0
-    while True:
-        sent_at = time.perf_counter()
-        if sent_at >= end:
-            return
-        who = phones[turn % len(phones)]
-        turn += 1
+    turn = itertools.count()
+
+    async def send() -> tuple[int, bytes]:
+        who = phones[next(turn) % len(phones)]
         steps[who] += 1
         value = Decimal(1000) + Decimal(steps[who]) / 100  # +0.01 kWh a message: always plausible
         params = {
@@ -119,53 +112,22 @@ async def _worker(
             "charset": "UTF-8",
             "key": KEY,
         }
-        try:
-            async with http.get(url, params=params) as resp:
-                body = await resp.text()
-                status = resp.status
-        except Exception:
-            tally.errors += 1
-            await asyncio.sleep(0.05)
-            continue
-        done = time.perf_counter()
-        if not start <= sent_at or done > end:
-            continue
-        tally.requests += 1
-        tally.latencies.append(done - sent_at)
-        if status != 200:
-            tally.errors += 1
-        elif not check or body.startswith("Принято"):
-            tally.confirmed += 1
-        else:
-            key = body[:40]
-            tally.other_replies[key] = tally.other_replies.get(key, 0) + 1
+        async with http.get(url, params=params) as resp:
+            return resp.status, await resp.read()
+
+    await timed_requests(send, lambda body: body.decode().startswith("Принято"), window, tally, check)
 
 
 async def run_client(
     url: str, connections: int, phones: int, duration: float, warmup: float, check: bool
 ) -> dict[str, Any]:
-    import aiohttp
-
-    tally = Tally()
     groups = [list(range(w + 1, phones + 1, connections)) for w in range(connections)]
-    connector = aiohttp.TCPConnector(limit=connections)
-    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as http:
-        now = time.perf_counter()
-        window = (now + warmup, now + warmup + duration)
-        await asyncio.gather(*(_worker(http, url, g, window, tally, check) for g in groups if g))
-    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
-    return {
-        "requests": tally.requests,
-        "confirmed": tally.confirmed,
-        "errors": tally.errors,
-        "other_replies": tally.other_replies,
-        "sms_per_s": tally.requests / duration,
-        "p50_ms": percentile(tally.latencies, 0.50) * 1000,
-        "p99_ms": percentile(tally.latencies, 0.99) * 1000,
-        "client_cpu": cpu / (duration + warmup),
-    }
+    return await run_timed_clients(
+        connections,
+        duration,
+        warmup,
+        lambda http, window, tally: [_worker(http, url, g, window, tally, check) for g in groups if g],
+    )
 
 
 # -- orchestration ----------------------------------------------------------------------------
@@ -194,23 +156,7 @@ replies_per_hour = 1000000
 
 
 def client_phase(args: argparse.Namespace, server: Server, check: bool) -> dict[str, Any]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "load_tests.sms_kannel",
-        "client",
-        "--url",
-        f"http://127.0.0.1:{server.port}{ROUTE}",
-        "--connections",
-        str(args.connections),
-        "--phones",
-        str(args.phones),
-        "--duration",
-        str(args.duration),
-    ]
-    if not check:
-        cmd.append("--no-check")
-    return run_load_client(cmd, server, args.duration)
+    return channel_client_phase("load_tests.sms_kannel", ROUTE, "phones", args, server, check)
 
 
 def route_p99_from_metrics(text: str) -> float | None:
@@ -235,18 +181,10 @@ def bench_gateway(
     port = free_port()
     config = tmp / f"{name}.toml"
     write_config(config, db_url, port, registry)
-    server = Server(
-        f"gateway ({name})",
-        [str(BIN / "meter-gateway"), "run", "--config", str(config)],
-        port,
-        tmp / f"{name}.log",
-    )
+    server = gateway_server(f"gateway ({name})", config, port, tmp / f"{name}.log")
     print(f"  {server.name}: starting (imports {args.phones} accounts) ...", flush=True)
-    server.start()
-    try:
+    with server:
         result = client_phase(args, server, check=True)
-    finally:
-        server.stop()
     result["stored"] = count_rows(db_url, "inbound")
     return result
 
@@ -261,31 +199,25 @@ def bench_kannel(args: argparse.Namespace, tmp: Path, registry: Path) -> dict[st
     port = free_port()
     config = tmp / "kannel.toml"
     write_config(config, db_url, port, registry)
-    server = Server(
-        "gateway (Kannel)",
-        [str(BIN / "meter-gateway"), "run", "--config", str(config)],
-        port,
-        tmp / "kannel-gw.log",
-    )
-    server.start()
+    server = gateway_server("gateway (Kannel)", config, port, tmp / "kannel-gw.log")
     rig = KannelRig(tmp / "kannel", port, KEY)
     n = args.kannel_messages
     # Registered phones sending plausible readings; fakesmsc picks among them at random.
     messages = ["-m", str(n)] + [
         f"{phone(i)} 7377 text {1000 + i}" for i in range(1, min(args.phones, 300) + 1)
     ]
-    try:
-        started = time.monotonic()
-        rig.start(messages=messages)
-        deadline = time.monotonic() + args.kannel_timeout
-        while len(rig.received) < n and time.monotonic() < deadline:
-            time.sleep(0.02)
-        elapsed = time.monotonic() - started
-        received = len(rig.received)
-        p99 = route_p99_from_metrics(server.metrics())
-    finally:
-        rig.stop()
-        server.stop()
+    with server:
+        try:
+            started = time.monotonic()
+            rig.start(messages=messages)
+            deadline = time.monotonic() + args.kannel_timeout
+            while len(rig.received) < n and time.monotonic() < deadline:
+                time.sleep(0.02)
+            elapsed = time.monotonic() - started
+            received = len(rig.received)
+            p99 = route_p99_from_metrics(server.metrics())
+        finally:
+            rig.stop()
     confirmed = sum(1 for m in rig.received if m.text.startswith("Принято"))
     return {
         "sent": n,
@@ -311,12 +243,12 @@ def report(
     ]
     for name, r in rows:
         lines.append(
-            f"{name:<28}{r['sms_per_s']:>9.0f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}"
-            f"{r['confirmed']:>11}{r['errors']:>8}{r['server_cpu']:>9.2f}{r['client_cpu']:>9.2f}"
+            f"{name:<28}{r['per_s']:>9.0f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}"
+            f"{r['ok']:>11}{r['errors']:>8}{r['server_cpu']:>9.2f}{r['client_cpu']:>9.2f}"
         )
     for name, r in rows:
-        if r.get("other_replies"):
-            lines.append(f"  {name}: other replies {r['other_replies']}")
+        if r.get("other"):
+            lines.append(f"  {name}: other replies {r['other']}")
         if "stored" in r:
             lines.append(f"  {name}: {r['stored']} inbound SMS stored")
     if kannel is not None:
@@ -344,16 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         serve_bare(p.parse_args(argv[1:]).port)
         return 0
     if argv[:1] == ["client"]:
-        p = argparse.ArgumentParser(prog="python -m load_tests.sms_kannel client")
-        p.add_argument("--url", required=True)
-        p.add_argument("--connections", type=int, default=32)
-        p.add_argument("--phones", type=int, default=4000)
-        p.add_argument("--duration", type=float, default=10.0)
-        p.add_argument("--no-check", action="store_true")
-        a = p.parse_args(argv[1:])
-        result = asyncio.run(run_client(a.url, a.connections, a.phones, a.duration, 1.0, not a.no_check))
-        sys.stdout.write(orjson.dumps(result).decode() + "\n")
-        return 0
+        return channel_client_main("load_tests.sms_kannel", "phones", 4000, run_client, argv[1:])
 
     parser = argparse.ArgumentParser(
         prog="python -m load_tests.sms_kannel", description=__doc__.split("\n\n")[0]
@@ -374,19 +297,10 @@ def main(argv: list[str] | None = None) -> int:
         registry = tmp / "registry.csv"
         write_registry(registry, args.phones)
 
-        port = free_port()
-        bare = Server(
-            "bare aiohttp",
-            [sys.executable, "-m", "load_tests.sms_kannel", "serve-bare", "--port", str(port)],
-            port,
-            tmp / "bare.log",
-        )
+        bare = helper_server("bare aiohttp", ["load_tests.sms_kannel", "serve-bare"], tmp / "bare.log")
         print("  bare aiohttp baseline ...", flush=True)
-        bare.start()
-        try:
+        with bare:
             rows.append(("bare aiohttp (baseline)", client_phase(args, bare, check=False)))
-        finally:
-            bare.stop()
 
         rows.append(
             (
@@ -396,13 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         if args.postgres == "auto" and pg_available():
-            pg_admin(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
-            pg_admin(f'CREATE DATABASE "{PG_DATABASE}"')
-            try:
-                url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + PG_DATABASE
+            with scratch_postgres(PG_DATABASE) as url:
                 rows.append(("gateway, PostgreSQL", bench_gateway(args, tmp, "postgresql", url, registry)))
-            finally:
-                pg_admin(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
 
         if args.kannel == "auto":
             print(f"  end to end through Kannel: {args.kannel_messages} SMS from fakesmsc ...", flush=True)

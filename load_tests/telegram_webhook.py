@@ -26,31 +26,34 @@ import argparse
 import asyncio
 import itertools
 import os
-import resource
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 
 from load_tests.common import (
     BIN,
-    PG_ADMIN_URL,
     ROOT,
     Server,
+    Tally,
+    channel_client_main,
+    channel_client_phase,
     clean_env,
     count_rows,
     free_port,
-    percentile,
-    pg_admin,
+    gateway_server,
+    helper_server,
     pg_available,
-    run_load_client,
+    run_timed_clients,
+    scratch_postgres,
+    timed_requests,
     write_gateway_config,
 )
 
@@ -107,15 +110,6 @@ def serve_bot_api(port: int) -> None:
 # -- the load generator -----------------------------------------------------------------------
 
 
-@dataclass
-class Tally:
-    requests: int = 0
-    done: int = 0
-    errors: int = 0
-    latencies: list[float] = field(default_factory=list)
-    other: dict[str, int] = field(default_factory=dict)
-
-
 def update_json(update_id: int, chat_id: int, text: str) -> bytes:
     return orjson.dumps(
         {
@@ -132,75 +126,44 @@ def update_json(update_id: int, chat_id: int, text: str) -> bytes:
 
 
 async def _worker(
-    index: int, http: Any, url: str, chats: list[int], window: tuple[float, float], tally: Tally, check: bool
+    index: int,
+    http: aiohttp.ClientSession,
+    url: str,
+    chats: list[int],
+    window: tuple[float, float],
+    tally: Tally,
+    check: bool,
 ) -> None:
-    start, end = window
     steps = dict.fromkeys(chats, 0)
     ids = itertools.count(index * 10_000_000 + 1)
     headers = {HEADER: SECRET, "Content-Type": "application/json"}
-    turn = 0
-    while True:
-        sent_at = time.perf_counter()
-        if sent_at >= end:
-            return
-        chat = chats[turn % len(chats)]
-        turn += 1
+    turn = itertools.count()
+
+    async def send() -> tuple[int, bytes]:
+        chat = chats[next(turn) % len(chats)]
         steps[chat] += 1
         value = Decimal(1000) + Decimal(steps[chat]) / 100  # +0.01 kWh an update: always plausible
         body = update_json(next(ids), chat, f"{value}".replace(".", ","))
-        try:
-            async with http.post(url, data=body, headers=headers) as resp:
-                raw = await resp.read()
-                status = resp.status
-        except Exception:
-            tally.errors += 1
-            await asyncio.sleep(0.05)
-            continue
-        done = time.perf_counter()
-        if not start <= sent_at or done > end:
-            continue
-        tally.requests += 1
-        tally.latencies.append(done - sent_at)
-        if status != 200:
-            tally.errors += 1
-            key = f"HTTP {status}"
-        elif not check or orjson.loads(raw).get("outcome") == "done":
-            tally.done += 1
-            continue
-        else:
-            key = raw[:60].decode(errors="replace")
-        tally.other[key] = tally.other.get(key, 0) + 1
+        async with http.post(url, data=body, headers=headers) as resp:
+            return resp.status, await resp.read()
+
+    await timed_requests(send, lambda raw: orjson.loads(raw).get("outcome") == "done", window, tally, check)
 
 
 async def run_client(
     url: str, connections: int, chats: int, duration: float, warmup: float, check: bool
 ) -> dict[str, Any]:
-    import aiohttp
-
-    tally = Tally()
     groups = [
         list(range(FIRST_CHAT + w + 1, FIRST_CHAT + chats + 1, connections)) for w in range(connections)
     ]
-    connector = aiohttp.TCPConnector(limit=connections)
-    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as http:
-        now = time.perf_counter()
-        window = (now + warmup, now + warmup + duration)
-        await asyncio.gather(
-            *(_worker(i, http, url, g, window, tally, check) for i, g in enumerate(groups) if g)
-        )
-    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
-    return {
-        "requests": tally.requests,
-        "done": tally.done,
-        "errors": tally.errors,
-        "other": tally.other,
-        "updates_per_s": tally.requests / duration,
-        "p50_ms": percentile(tally.latencies, 0.50) * 1000,
-        "p99_ms": percentile(tally.latencies, 0.99) * 1000,
-        "client_cpu": cpu / (duration + warmup),
-    }
+    return await run_timed_clients(
+        connections,
+        duration,
+        warmup,
+        lambda http, window, tally: [
+            _worker(i, http, url, g, window, tally, check) for i, g in enumerate(groups) if g
+        ],
+    )
 
 
 # -- orchestration ----------------------------------------------------------------------------
@@ -278,23 +241,7 @@ def prepare_database(config: Path, registry: Path, db_url: str, chats: int) -> N
 
 
 def client_phase(args: argparse.Namespace, server: Server, check: bool) -> dict[str, Any]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "load_tests.telegram_webhook",
-        "client",
-        "--url",
-        f"http://127.0.0.1:{server.port}{ROUTE}",
-        "--connections",
-        str(args.connections),
-        "--chats",
-        str(args.chats),
-        "--duration",
-        str(args.duration),
-    ]
-    if not check:
-        cmd.append("--no-check")
-    return run_load_client(cmd, server, args.duration)
+    return channel_client_phase("load_tests.telegram_webhook", ROUTE, "chats", args, server, check)
 
 
 def bench_gateway(
@@ -305,18 +252,10 @@ def bench_gateway(
     write_config(config, db_url, port, registry, f"http://127.0.0.1:{bot_api.port}")
     print(f"  gateway ({name}): importing {args.chats} accounts, linking as many chats ...", flush=True)
     prepare_database(config, registry, db_url, args.chats)
-    server = Server(
-        f"gateway ({name})",
-        [str(BIN / "meter-gateway"), "run", "--config", str(config)],
-        port,
-        tmp / f"{name}.log",
-    )
+    server = gateway_server(f"gateway ({name})", config, port, tmp / f"{name}.log")
     sent_before = bot_api.get_json("/_stats")["counts"].get("sendMessage", 0)
-    server.start()
-    try:
+    with server:
         result = client_phase(args, server, check=True)
-    finally:
-        server.stop()
     result["accepted"] = count_rows(db_url, "readings", accepted_only=True)
     result["replies"] = bot_api.get_json("/_stats")["counts"].get("sendMessage", 0) - sent_before
     return result
@@ -333,14 +272,14 @@ def report(rows: list[tuple[str, dict[str, Any]]], args: argparse.Namespace) -> 
     ]
     for name, r in rows:
         lines.append(
-            f"{name:<28}{r['updates_per_s']:>10.0f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}"
-            f"{r['done']:>8}{r['errors']:>8}{r['server_cpu']:>9.2f}{r['client_cpu']:>9.2f}"
+            f"{name:<28}{r['per_s']:>10.0f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}"
+            f"{r['ok']:>8}{r['errors']:>8}{r['server_cpu']:>9.2f}{r['client_cpu']:>9.2f}"
         )
-    base = rows[0][1]["updates_per_s"] if rows else 0
+    base = rows[0][1]["per_s"] if rows else 0
     for name, r in rows[1:]:
         lines.append(
             f"  {name}: {r['accepted']} readings accepted and stored, {r['replies']} replies sent "
-            f"(sendMessage), {r['updates_per_s'] / base:.1%} of the bare aiohttp rate"
+            f"(sendMessage), {r['per_s'] / base:.1%} of the bare aiohttp rate"
             if base
             else f"  {name}: {r['accepted']} accepted"
         )
@@ -358,16 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         (serve_bare if argv[0] == "serve-bare" else serve_bot_api)(port)
         return 0
     if argv[:1] == ["client"]:
-        p = argparse.ArgumentParser(prog="python -m load_tests.telegram_webhook client")
-        p.add_argument("--url", required=True)
-        p.add_argument("--connections", type=int, default=32)
-        p.add_argument("--chats", type=int, default=2000)
-        p.add_argument("--duration", type=float, default=10.0)
-        p.add_argument("--no-check", action="store_true")
-        a = p.parse_args(argv[1:])
-        result = asyncio.run(run_client(a.url, a.connections, a.chats, a.duration, 1.0, not a.no_check))
-        sys.stdout.write(orjson.dumps(result).decode() + "\n")
-        return 0
+        return channel_client_main("load_tests.telegram_webhook", "chats", 2000, run_client, argv[1:])
 
     parser = argparse.ArgumentParser(
         prog="python -m load_tests.telegram_webhook", description=(__doc__ or "").split("\n\n")[0]
@@ -384,47 +314,28 @@ def main(argv: list[str] | None = None) -> int:
         registry = tmp / "registry.csv"
         write_registry(registry, args.chats)
 
-        port = free_port()
-        bare = Server(
-            "bare aiohttp",
-            [sys.executable, "-m", "load_tests.telegram_webhook", "serve-bare", "--port", str(port)],
-            port,
-            tmp / "bare.log",
-        )
+        bare = helper_server("bare aiohttp", ["load_tests.telegram_webhook", "serve-bare"], tmp / "bare.log")
         print("  bare aiohttp baseline ...", flush=True)
-        bare.start()
-        try:
+        with bare:
             rows.append(("bare aiohttp (baseline)", client_phase(args, bare, check=False)))
-        finally:
-            bare.stop()
 
-        api_port = free_port()
-        bot_api = Server(
+        bot_api = helper_server(
             "fake Bot API",
-            [sys.executable, "-m", "load_tests.telegram_webhook", "serve-bot-api", "--port", str(api_port)],
-            api_port,
+            ["load_tests.telegram_webhook", "serve-bot-api"],
             tmp / "bot-api.log",
             health="/_stats",
         )
-        bot_api.start()
-        try:
+        with bot_api:
             url = f"sqlite+aiosqlite:///{tmp / 'telegram.db'}"
             rows.append(("gateway, SQLite", bench_gateway(args, tmp, "sqlite", url, registry, bot_api)))
             if args.postgres == "auto" and pg_available():
-                pg_admin(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
-                pg_admin(f'CREATE DATABASE "{PG_DATABASE}"')
-                try:
-                    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + PG_DATABASE
+                with scratch_postgres(PG_DATABASE) as url:
                     rows.append(
                         (
                             "gateway, PostgreSQL",
                             bench_gateway(args, tmp, "postgresql", url, registry, bot_api),
                         )
                     )
-                finally:
-                    pg_admin(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
-        finally:
-            bot_api.stop()
 
     print(report(rows, args))
     return 0
