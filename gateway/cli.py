@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import io
 import re
+import socket
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ DEMO_BILLING_TOKEN = "demo-billing-token"
 DEMO_DEVICE_TOKEN = "demo-device-token"
 DEMO_KANNEL_KEY = "demo-kannel-key"
 DEMO_OPERATOR_PASSWORD = "demo-operator"
+DEMO_MQTT_REPLIES = "demo/verdicts"
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -41,11 +43,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from gateway.demo.modbus_sim import DEMO_MODBUS_PORT, demo_modbus_config, serve_simulated_meters
-    from gateway.service import Gateway, serve
+def demo_config(config: Config) -> Config:
+    """`config` with what the demo adds where the operator has set nothing: its database,
+    registry, tokens, simulated Modbus meters, every resident channel on loopback, a demo
+    employee, and MQTT when a broker (Mosquitto) answers on the configured address."""
+    from gateway.demo.modbus_sim import demo_modbus_config
 
-    config = _config(args)
     overrides: dict[str, Any] = {
         "database": config.database.model_copy(update={"url": f"sqlite+aiosqlite:///{DEMO_DB}"}),
         "registry": config.registry.model_copy(
@@ -60,6 +63,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "sms": config.sms.model_copy(update={"kannel_key": config.sms.kannel_key or DEMO_KANNEL_KEY}),
         "ivr": config.ivr.model_copy(update={"enabled": True}),
     }
+    mqtt = config.mqtt
+    if not mqtt.enabled and _answers(mqtt.host, mqtt.port):
+        overrides["mqtt"] = mqtt.model_copy(
+            update={"enabled": True, "reply_topic_prefix": mqtt.reply_topic_prefix or DEMO_MQTT_REPLIES}
+        )
     if not config.operators.users:  # a demo employee for /operator/
         from adapters.web_auth import hash_password
         from gateway.config import OperatorUser
@@ -68,10 +76,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
             login="demo", name="Демо Оператор", password_hash=hash_password(DEMO_OPERATOR_PASSWORD)
         )
         overrides["operators"] = config.operators.model_copy(update={"users": [demo_user]})
-    config = config.model_copy(update=overrides)
+    return config.model_copy(update=overrides)
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.demo.modbus_sim import DEMO_MODBUS_PORT, serve_simulated_meters
+    from gateway.service import Gateway, serve
+
+    config = demo_config(_config(args))
     gateway = Gateway(config)
     gateway.background.append(serve_simulated_meters)
     base = f"http://{config.http.host}:{config.http.port}"
+    mqtt = config.mqtt
+    if mqtt.enabled:
+        mqtt_lines = f"""MQTT on {mqtt.host}:{mqtt.port}, topics {", ".join(mqtt.topics)}; verdicts on {mqtt.reply_topic_prefix}/<meter>:
+  mosquitto_pub -h {mqtt.host} -p {mqtt.port} -q 1 -t meters/E-45871234/readings -m '{{"id":"try-mqtt-1","value":"12346"}}'
+  mosquitto_sub -h {mqtt.host} -p {mqtt.port} -t '{mqtt.reply_topic_prefix}/#'"""
+    else:
+        mqtt_lines = f"MQTT: no broker answers on {mqtt.host}:{mqtt.port}; start Mosquitto and the demo again to publish readings"
     print(
         f"""meter-gateway demo on {base} (database {DEMO_DB})
 Simulated Modbus meters SIM-0001..3 answer on 127.0.0.1:{DEMO_MODBUS_PORT}; the gateway polls them. Try:
@@ -82,6 +112,7 @@ Simulated Modbus meters SIM-0001..3 answer on 127.0.0.1:{DEMO_MODBUS_PORT}; the 
   curl -X POST -H 'Authorization: Bearer {DEMO_BILLING_TOKEN}' {base}/api/v1/billing/batches/BATCH_ID/commit
   curl -H 'Authorization: Bearer {DEMO_BILLING_TOKEN}' {base}/api/v1/billing/sla
   curl '{base}/channels/sms/kannel?key={DEMO_KANNEL_KEY}&from=%2B79161234567&id=demo-1&text=2000001+12345'
+{mqtt_lines}
 Web cabinet: {base}/cabinet/ (account 2000001, phone digits 4567)
 Telephone: Asterisk's AGI(agi://{config.ivr.host}:{config.ivr.port}/readings) (deploy/asterisk/extensions.conf)
 Operators' desk: {base}/operator/ (login demo, password {DEMO_OPERATOR_PASSWORD})

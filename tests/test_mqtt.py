@@ -406,6 +406,53 @@ async def test_the_subscriber_reconnects_when_the_broker_comes_back(
         await gateway.stop()
 
 
+async def test_the_demo_takes_readings_over_mqtt_when_a_broker_answers(
+    broker: tuple[str, int], tmp_path: Path
+) -> None:
+    """`make demo` subscribes to a local Mosquitto and answers on the reply topic it prints."""
+    from gateway.cli import DEMO_MQTT_REPLIES, demo_config
+
+    without = demo_config(load_config(None, {"GATEWAY_MQTT_PORT": str(_free_port())}))
+    assert not without.mqtt.enabled  # nobody listens there: the demo leaves MQTT off
+    env = {"GATEWAY_MQTT_HOST": broker[0], "GATEWAY_MQTT_PORT": str(broker[1])}
+    demo = demo_config(load_config(None, env))
+    assert demo.mqtt.enabled and demo.mqtt.reply_topic_prefix == DEMO_MQTT_REPLIES
+    client_id = f"mg-test-demo-{uuid.uuid4().hex[:8]}"
+    # Only what a test cannot share with a running demo: its database, ports and session name.
+    config = demo.model_copy(
+        update={
+            "database": demo.database.model_copy(
+                update={"url": f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}"}
+            ),
+            "http": demo.http.model_copy(update={"port": 0}),
+            "ivr": demo.ivr.model_copy(update={"enabled": False}),
+            "modbus": load_config(None, {}).modbus,
+            "mqtt": demo.mqtt.model_copy(update={"client_id": client_id}),
+        }
+    )
+    gateway = Gateway(config)
+    await gateway.start()
+    try:
+        await eventually(async_value(lambda: gateway.health_probes["mqtt"]()["connected"]))
+        async with aiomqtt.Client(*broker, identifier=f"listener-{uuid.uuid4().hex[:8]}") as listener:
+            await listener.subscribe(f"{DEMO_MQTT_REPLIES}/#", qos=1)
+            async with aiomqtt.Client(*broker, identifier=f"dev-{uuid.uuid4().hex[:8]}") as device:
+                item = {"id": f"try-mqtt-{uuid.uuid4().hex[:8]}", "value": "12346"}  # as the demo prints
+                await device.publish("meters/E-45871234/readings", orjson.dumps(item), qos=1)
+            async with asyncio.timeout(10):
+                message = await anext(aiter(listener.messages))
+        assert message.topic.value == f"{DEMO_MQTT_REPLIES}/E-45871234"
+        answer = orjson.loads(message.payload)  # type: ignore[arg-type]
+        assert (answer["id"], answer["status"], answer["readings"][0]["value"]) == (
+            item["id"],
+            "accepted",
+            "12346",
+        )
+    finally:
+        await gateway.stop()
+        await _forget_session(broker, client_id)
+
+
 def test_config_names_the_key() -> None:
     config = load_config(None, {})
     assert config.mqtt.enabled is False and config.mqtt.topics == ["meters/+/readings"]
