@@ -47,7 +47,7 @@ def demo_config(config: Config) -> Config:
     """`config` with what the demo adds where the operator has set nothing: its database,
     registry, tokens, simulated Modbus meters, every resident channel on loopback, a demo
     employee, and MQTT when a broker (Mosquitto) answers on the configured address."""
-    from gateway.demo.modbus_sim import demo_modbus_config
+    from adapters.meters.simulator import demo_modbus_config
 
     overrides: dict[str, Any] = {
         "database": config.database.model_copy(update={"url": f"sqlite+aiosqlite:///{DEMO_DB}"}),
@@ -88,7 +88,7 @@ def _answers(host: str, port: int) -> bool:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from gateway.demo.modbus_sim import DEMO_MODBUS_PORT, serve_simulated_meters
+    from adapters.meters.simulator import DEMO_MODBUS_PORT, serve_simulated_meters
     from gateway.service import Gateway, serve
 
     config = demo_config(_config(args))
@@ -269,9 +269,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_profiles_check(args: argparse.Namespace) -> int:
-    from gateway.profiles import check_profiles, describe
+    from adapters.meters.profiles import DEFAULT_DIR, check_profiles, describe
 
-    directory = args.dir or str(Path(__file__).resolve().parent.parent / "firmware_profiles")
+    directory = args.dir or str(DEFAULT_DIR)
     profiles, errors = check_profiles(directory)
     for profile in profiles:
         print(describe(profile))

@@ -229,7 +229,7 @@ class ModbusBusConfig(_Section):
 
 
 class ModbusConfig(_Section):
-    """`[modbus]`: meters the gateway polls itself (adapters/modbus_poller.py)."""
+    """`[modbus]`: meters the gateway polls itself (adapters/meters/poller.py)."""
 
     buses: list[ModbusBusConfig] = Field(default_factory=list)
     profiles_dir: str | None = None  # default: firmware_profiles/ of the installation

@@ -50,7 +50,7 @@ ADAPTERS: tuple[str, ...] = (
     "adapters.ops_http",
     "adapters.billing_api",
     "adapters.device_push",
-    "adapters.modbus_poller",
+    "adapters.meters.poller",
     "adapters.mqtt_subscriber",
     "adapters.sms_kannel",
     "adapters.sms_twilio",

@@ -5,7 +5,7 @@ a separate server process so their CPU is not counted against the poller) are po
 
 1. by a bare pymodbus loop: one AsyncModbusTcpClient per meter reading the same blocks, as many
    at once as the poller allows, nothing decoded or stored (the baseline);
-2. by the poller (adapters/modbus_poller.BusWorker) with the intake stubbed out: read plan,
+2. by the poller (adapters.meters.poller.BusWorker) with the intake stubbed out: read plan,
    timeouts, error accounting, decoding, zone mapping, building the submission;
 3. by the poller with the real intake on SQLite (validation, group commit, durable storage).
 
@@ -48,8 +48,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 async def _serve_tcp(count: int) -> None:
-    from gateway.demo.modbus_sim import SimulatedBus, SimulatedMeter
-    from gateway.profiles import load_profiles
+    from adapters.meters.profiles import load_profiles
+    from adapters.meters.simulator import SimulatedBus, SimulatedMeter
 
     profile = load_profiles(ROOT / "firmware_profiles")[PROFILE]
     buses = []
@@ -63,8 +63,8 @@ async def _serve_tcp(count: int) -> None:
 
 
 async def _serve_rtu(device: str, baudrate: int, units: int) -> None:
-    from gateway.demo.modbus_sim import SimulatedBus, SimulatedMeter
-    from gateway.profiles import load_profiles
+    from adapters.meters.profiles import load_profiles
+    from adapters.meters.simulator import SimulatedBus, SimulatedMeter
 
     profile = load_profiles(ROOT / "firmware_profiles")[PROFILE]
     bus = SimulatedBus(
@@ -156,7 +156,7 @@ def _registry_csv(path: Path, count: int) -> None:
 async def bench_tcp(count: int, cycles: int, concurrency: int) -> dict[str, Any]:
     from pymodbus.client import AsyncModbusTcpClient
 
-    from adapters.modbus_poller import BusWorker, ModbusPoller, load_modbus_profiles, read_plan
+    from adapters.meters.poller import BusWorker, ModbusPoller, load_modbus_profiles, read_plan
     from gateway.calendar import WorkCalendar
     from gateway.intake import Intake
     from gateway.metrics import Metrics
@@ -238,8 +238,8 @@ def _summary(runs: list[tuple[float, float]]) -> dict[str, float]:
 
 
 async def bench_rtu(baudrate: int, seconds: float, units: int) -> dict[str, Any]:
-    from adapters.modbus_link import LineTiming, rtu_reply_bytes
-    from adapters.modbus_poller import BusWorker, ModbusPoller, load_modbus_profiles, read_plan
+    from adapters.meters.modbus_link import LineTiming, rtu_reply_bytes
+    from adapters.meters.poller import BusWorker, ModbusPoller, load_modbus_profiles, read_plan
 
     socat = shutil.which("socat")
     if socat is None:

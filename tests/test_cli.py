@@ -372,9 +372,6 @@ def test_config_before_the_run_command_is_not_lost() -> None:
 # -- firmware profiles ------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(
-    not (ROOT / "gateway" / "profiles.py").exists(), reason="gateway/profiles.py not there yet"
-)
 def test_profiles_check_command(tmp_path: Path) -> None:
     result = run(tmp_path, "profiles", "check")
     assert "invalid choice" not in result.stderr

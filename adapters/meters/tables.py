@@ -1,4 +1,4 @@
-"""Tables of the Modbus polling channel (adapters/modbus_poller.py), in the shared MetaData.
+"""Tables of the Modbus polling channel (adapters/meters/poller.py), in the shared MetaData.
 
 - `modbus_leases`: which gateway process polls which bus. Several processes on one PostgreSQL
   share the buses: a process polls a bus only while it holds the bus's lease, renewing it each

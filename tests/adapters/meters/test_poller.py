@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from adapters.modbus_link import LineTiming, rtu_reply_bytes
-from adapters.modbus_poller import kwh_text, read_plan, zone_values
+from adapters.meters.modbus_link import LineTiming, rtu_reply_bytes
+from adapters.meters.poller import kwh_text, read_plan, zone_values
+from adapters.meters.profiles import load_profiles
+from adapters.meters.simulator import SimulatedMeter
 from gateway.config import ConfigError, load_config
-from gateway.demo.modbus_sim import SimulatedMeter
-from gateway.profiles import load_profiles
+from tests.adapters.meters.rig import PROFILES, bus_config, meter, rig, tcp_meters
 from tests.conftest import FakeClock
-from tests.test_modbus_rig import PROFILES, bus_config, meter, rig, tcp_meters
 
 # profile -> (registry serial, register values, what billing must receive per zone)
 CASES: dict[str, tuple[str, dict[str, Any], dict[str, str]]] = {
@@ -474,7 +474,7 @@ def test_bus_configuration_errors_name_the_key(tmp_path: Path) -> None:
         '[[modbus.buses]]\nname = "a"\ntransport = "tcp"\nhost = "x"\nmeters = [{unit = 1, profile = "nope"}]\n',
         encoding="utf-8",
     )
-    from adapters.modbus_poller import load_modbus_profiles
+    from adapters.meters.poller import load_modbus_profiles
 
     with pytest.raises(ConfigError, match=r"modbus.buses.0.meters.0.profile: unknown profile 'nope'"):
         load_modbus_profiles(load_config(ok, {}).modbus)

@@ -46,18 +46,26 @@ import orjson
 from aiohttp import web
 from prometheus_client import Counter, Gauge, Histogram
 
-from adapters import modbus_store as store
-from adapters.modbus_link import LineTiming, Link, ReadError, serial_link, tcp_link
+from adapters.meters import store
+from adapters.meters.modbus_link import LineTiming, Link, ReadError, serial_link, tcp_link
+from adapters.meters.profiles import (
+    DEFAULT_DIR,
+    Profile,
+    ProfileError,
+    ReadBlock,
+    load_profiles,
+    plan_reads,
+    split_block,
+)
 from gateway.config import ConfigError, ModbusBusConfig, ModbusConfig, ModbusMeterConfig
 from gateway.model import Channel, Status, Submission, Verdict
-from gateway.profiles import Profile, ProfileError, ReadBlock, load_profiles, plan_reads, split_block
 
 if TYPE_CHECKING:
     from gateway.service import Gateway
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PROFILES_DIR = Path(__file__).resolve().parent.parent / "firmware_profiles"
+DEFAULT_PROFILES_DIR = DEFAULT_DIR
 # Which counter of a zone is the reading billed: import first (a household's consumption).
 ZONE_QUANTITIES = ("energy_import", "energy_total", "energy_net")
 TO_KWH = {"wh": Decimal("0.001"), "kwh": Decimal(1), "mwh": Decimal(1000), "": Decimal(1)}

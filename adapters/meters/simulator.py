@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pymodbus.constants import ExcCodes
@@ -33,7 +32,7 @@ from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from gateway.profiles import Profile, Register, encode, load_profiles, plan_reads
+from adapters.meters.profiles import DEFAULT_DIR, Profile, Register, encode, load_profiles, plan_reads
 
 if TYPE_CHECKING:
     from gateway.config import ModbusConfig
@@ -41,7 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PROFILES_DIR = Path(__file__).resolve().parent.parent.parent / "firmware_profiles"
+PROFILES_DIR = DEFAULT_DIR
 DEMO_MODBUS_PORT = 15020
 # serial -> (unit, profile, serial-number register). SIM-0001/2 are two-rate meters in the demo
 # registry (T1;T2), SIM-0003 three-rate: the profiles are chosen to have those tariff registers.

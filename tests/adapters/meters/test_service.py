@@ -13,15 +13,15 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
-from adapters.modbus_poller import ModbusPoller
-from adapters.modbus_store import claim_lease, lease_holders
+from adapters.meters.poller import ModbusPoller
+from adapters.meters.store import claim_lease, lease_holders
 from gateway.service import Gateway
 from gateway.store.database import create_engine
 from gateway.store.schema import inbound
+from tests.adapters.meters.rig import bus_config, meter, registry_file, tcp_meters, until
 from tests.conftest import make_config
-from tests.test_modbus_rig import bus_config, meter, registry_file, tcp_meters, until
 
-DEMO_REGISTRY = Path(__file__).resolve().parent.parent / "gateway" / "demo" / "registry.csv"
+DEMO_REGISTRY = Path(__file__).resolve().parents[3] / "gateway" / "demo" / "registry.csv"
 
 
 class RealClock:
@@ -213,8 +213,8 @@ async def test_two_gateways_share_the_buses_without_polling_a_meter_twice(
 
 
 async def test_demo_meters_are_polled_and_booked(db_url: str, tmp_path: Path) -> None:
+    from adapters.meters.simulator import SimulatedBus, demo_meters, demo_modbus_config
     from gateway.config import ModbusConfig
-    from gateway.demo.modbus_sim import SimulatedBus, demo_meters, demo_modbus_config
 
     sim = SimulatedBus(demo_meters())
     port = await sim.start_tcp()

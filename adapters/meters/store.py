@@ -16,8 +16,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters.meters.tables import modbus_events, modbus_leases, modbus_meters
 from gateway.store.schema import meters
-from gateway.store.schema_modbus import modbus_events, modbus_leases, modbus_meters
 
 
 async def claim_lease(engine: AsyncEngine, bus: str, holder: str, now: datetime, seconds: float) -> bool:

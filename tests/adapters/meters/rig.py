@@ -14,16 +14,16 @@ from typing import Any
 
 from sqlalchemy import select
 
-from adapters.modbus_poller import BusWorker, MeterState, ModbusPoller, load_modbus_profiles
+from adapters.meters.poller import BusWorker, MeterState, ModbusPoller, load_modbus_profiles
+from adapters.meters.profiles import DEFAULT_DIR, Profile, load_profiles
+from adapters.meters.simulator import SimulatedBus, SimulatedMeter
+from adapters.meters.tables import modbus_events
 from gateway.config import ModbusBusConfig, ModbusConfig
-from gateway.demo.modbus_sim import SimulatedBus, SimulatedMeter
-from gateway.profiles import Profile, load_profiles
 from gateway.service import Gateway
 from gateway.store.schema import accounts, meters, readings
-from gateway.store.schema_modbus import modbus_events
 from tests.conftest import FakeClock, make_config
 
-PROFILES = load_profiles(Path(__file__).resolve().parent.parent / "firmware_profiles")
+PROFILES = load_profiles(DEFAULT_DIR)
 
 # Meters of the Modbus tests: T, T1;T2 and T1;T2;T3 meters, and the serial numbers that the
 # meters' serial-number registers report (a replacement meter is registered under its number).

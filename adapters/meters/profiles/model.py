@@ -1,0 +1,167 @@
+"""Firmware profiles' data model: register types, zones, quantities, errors and the frozen records
+that the loader builds and the codec, planner and checker read."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Context, Decimal
+from pathlib import Path
+from typing import Literal, get_args
+
+ByteOrder = Literal["ABCD", "CDAB", "BADC", "DCBA"]
+RegisterType = Literal[
+    "uint16", "int16", "uint32", "int32", "uint64", "int64", "float32", "float64", "bcd16", "bcd32"
+]
+Quantity = Literal[
+    "energy_import",
+    "energy_export",
+    "energy_total",
+    "energy_net",
+    "power",
+    "voltage",
+    "current",
+    "frequency",
+    "power_factor",
+    "active_tariff",
+]
+Zone = Literal["T", "T1", "T2", "T3", "T4"]
+
+BYTE_ORDERS: tuple[str, ...] = get_args(ByteOrder)
+ZONES: tuple[str, ...] = get_args(Zone)
+QUANTITIES: tuple[str, ...] = get_args(Quantity)
+ENERGY_QUANTITIES: tuple[str, ...] = tuple(q for q in QUANTITIES if q.startswith("energy_"))
+IDENTIFICATION_QUANTITY = "identification"
+DEFAULT_MAX_GAP_WORDS = 8
+MODBUS_MAX_READ_WORDS = 125
+MISSING = "missing"
+
+# type name -> (words, kind); kind: "u" unsigned, "i" signed, "f" IEEE float, "bcd"
+TYPES: dict[str, tuple[int, str]] = {
+    "uint16": (1, "u"),
+    "int16": (1, "i"),
+    "uint32": (2, "u"),
+    "int32": (2, "i"),
+    "uint64": (4, "u"),
+    "int64": (4, "i"),
+    "float32": (2, "f"),
+    "float64": (4, "f"),
+    "bcd16": (1, "bcd"),
+    "bcd32": (2, "bcd"),
+}
+
+NAME_RE = r"^[a-z][a-z0-9_]*$"
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+DECIMAL_CONTEXT = Context(prec=400)  # float64 reaches 1.8e308: keep every digit exact
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class ProfileError(ValueError):
+    """A profile file is unusable; str() names the file, the key path and the reason."""
+
+    def __init__(
+        self, path: str | Path, key: str, reason: str, *, more: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        self.path = str(path)
+        self.key = key
+        self.reason = reason
+        self.problems: list[tuple[str, str]] = [(key, reason), *more]
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        return "\n".join(f"{self.path}: {key}: {reason}" for key, reason in self.problems)
+
+    def __str__(self) -> str:
+        return self._render()
+
+
+# --------------------------------------------------------------------------- data model
+
+
+@dataclass(frozen=True)
+class Register:
+    """One value in a meter's register map (or an identification register)."""
+
+    name: str
+    quantity: str
+    zone: str | None
+    function: int
+    address: int
+    type: str
+    scale: Decimal
+    unit: str
+    byte_order: str
+    nan_values: tuple[int, ...] = ()
+
+    @property
+    def word_count(self) -> int:
+        """Number of 16-bit Modbus words the value occupies."""
+        return TYPES[self.type][0]
+
+    @property
+    def end(self) -> int:
+        """First address after the register (address + word_count)."""
+        return self.address + self.word_count
+
+
+@dataclass(frozen=True)
+class Vector:
+    """A profile's test vector: register words in, expected value out (None = missing)."""
+
+    register: str
+    words: tuple[int, ...]
+    expected: Decimal | None
+
+
+@dataclass(frozen=True)
+class ReadBlock:
+    """One read request: function code, start address, word count and the registers it covers."""
+
+    function: int
+    address: int
+    count: int
+    registers: tuple[Register, ...]
+
+    @property
+    def end(self) -> int:
+        """First address after the block."""
+        return self.address + self.count
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A validated firmware profile (register map of one meter model / firmware range)."""
+
+    id: str
+    manufacturer: str
+    model: str
+    source: str
+    byte_order: str
+    max_registers_per_request: int
+    response_time_ms: int
+    identification: dict[str, Register]
+    registers: tuple[Register, ...]
+    test_vectors: tuple[Vector, ...]
+    path: Path | None = None
+    firmware: str | None = None
+    notes: str | None = None
+    max_gap_words: int = DEFAULT_MAX_GAP_WORDS
+
+    def energy_registers(self) -> tuple[Register, ...]:
+        """The registers carrying energy counters (quantity energy_*), in file order."""
+        return tuple(r for r in self.registers if r.quantity in ENERGY_QUANTITIES)
+
+    def zones(self) -> tuple[str, ...]:
+        """Tariff zones the profile's energy registers carry, in T, T1..T4 order."""
+        present = {r.zone for r in self.energy_registers()}
+        return tuple(z for z in ZONES if z in present)
+
+    def register(self, name: str) -> Register:
+        """The register or identification register called ``name`` (KeyError if absent)."""
+        for reg in self.registers:
+            if reg.name == name:
+                return reg
+        return self.identification[name]
