@@ -247,7 +247,7 @@ class ModbusConfig(_Section):
 
 
 class MqttConfig(_Section):
-    """`[mqtt]`: readings that devices publish to an MQTT broker (adapters/mqtt_subscriber.py)."""
+    """`[mqtt]`: readings that devices publish to an MQTT broker (adapters/mqtt/subscriber.py)."""
 
     enabled: bool = False
     host: str = "127.0.0.1"

@@ -51,7 +51,7 @@ ADAPTERS: tuple[str, ...] = (
     "adapters.billing_api",
     "adapters.device_push",
     "adapters.meters.poller",
-    "adapters.mqtt_subscriber",
+    "adapters.mqtt.subscriber",
     "adapters.sms_kannel",
     "adapters.sms_twilio",
     "adapters.telegram",

@@ -27,7 +27,7 @@ import orjson
 import pytest
 from sqlalchemy import func, select
 
-from adapters.mqtt_subscriber import derived_message_id, item_message_id, topic_meter
+from adapters.mqtt.subscriber import derived_message_id, item_message_id, topic_meter
 from gateway.config import Config, ConfigError, load_config
 from gateway.service import Gateway
 from gateway.store.database import create_engine
