@@ -9,6 +9,7 @@ from aiohttp import web
 from adapters.app_keys import BILLING, CLOCK, CONFIG
 from adapters.http_common import ApiError, json_response, read_json, require_bearer
 from gateway.billing import BatchNotFound, Billing, LeaseExpired
+from gateway.bounds import CONTROL
 from gateway.config import Config
 from gateway.intake import Clock
 
@@ -52,6 +53,8 @@ async def commit_batch(request: web.Request) -> web.Response:
     billing: Billing = request.app[BILLING]
     clock: Clock = request.app[CLOCK]
     batch_id = request.match_info["batch_id"]
+    if len(batch_id) > 36 or CONTROL.search(batch_id):  # ids are UUIDs; PostgreSQL refuses a NUL
+        raise ApiError(404, "batch_not_found", "batch ids are UUIDs of 36 characters")
     try:
         result = await billing.commit(batch_id, clock())
     except BatchNotFound:

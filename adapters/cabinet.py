@@ -1,29 +1,40 @@
 """The residents' web cabinet at `/cabinet/`: sign in, see meters, submit readings, confirm, history.
 
 Server-rendered Russian pages (Jinja2, no JavaScript, no external resources). A resident signs
-in with the account number and the last four digits of a phone registered for it. A submitted
+in with the account number and a one-time code of 6 digits sent by SMS to the phones registered
+for it and to its linked Telegram chats (adapters/code_senders.py); the pages say the same
+whether or not the account exists. Optionally (`cabinet.phone_digits_sign_in`) the last four
+digits of a registered phone instead. Attempts are throttled per account and client address
+(gateway/verification.py) before the code or digits are compared. A submitted
 form becomes a `Submission(channel=CABINET)`; the page then shows the verdict with its
 explanation, and a reading that needs confirmation can be confirmed (`gateway.held.confirm`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import logging
 import re
 import secrets
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
+from aiohttp_session import get_session
 from markupsafe import Markup
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters import web_auth
 from adapters.app_keys import CLOCK, CONFIG, ENGINE, INTAKE
+from adapters.code_senders import account_exists, close_senders, code_senders
 from adapters.svg_chart import bar_chart
 from adapters.web_auth import ZONE_LABEL, period_name, render
-from gateway import accounts, held
+from gateway import accounts, held, verification
+from gateway.config import Config
 from gateway.intake import Intake
 from gateway.model import Channel, RuleGroup, Submission
 
@@ -33,9 +44,59 @@ if TYPE_CHECKING:
 HOME = "/cabinet/"
 SCOPE = "account"
 SIGN_IN_FAILED = "Неверный номер лицевого счёта или цифры телефона. Проверьте и попробуйте ещё раз."
+CODE_FAILED = "Код не подходит: он неверный, устарел или уже использован. Проверьте его или запросите новый."
+NO_CHANNEL = (
+    "Сейчас мы не можем отправить код входа. Передайте показания по SMS, по телефону "
+    "или в офисе обслуживания."
+)
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
+
+
+@dataclass
+class SignInCodes:
+    """The cabinet's code senders, the codes' key, and the sends under way (awaited at shutdown)."""
+
+    config: Config
+    senders: list[verification.CodeSender]
+    key: bytes = b""
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def send_later(self, engine: AsyncEngine, account: str, address: str, now: datetime) -> None:
+        """Send in the background: the answer takes as long whether the account exists or not."""
+        task = asyncio.create_task(self._send(engine, account, address, now))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _send(self, engine: AsyncEngine, account: str, address: str, now: datetime) -> None:
+        cab = self.config.cabinet
+        try:
+            _, wide = web_auth.rules(cab)
+            if await verification.reserve(engine, verification.Key("code_send", "*", address), wide, now):
+                return  # this address asked for too many codes lately
+            if not account or not await account_exists(engine, account):
+                return
+            resend = cab.code_resend_seconds
+            once = verification.Rule(free=1, cap=resend, base=resend, forget=resend)
+            if await verification.reserve(engine, verification.Key("code_send", account, "*"), once, now):
+                return  # a code went out lately; it is still valid
+            via = ",".join(s.channel for s in self.senders)
+            code = await verification.issue_code(engine, self.key, account, now, cab.code_minutes, via)
+            text = verification.code_text(code, cab.code_minutes)
+            delivered = [s.channel for s in self.senders if await s.send_code(engine, account, text)]
+            log.info("sign-in code for account %s: sent via %s", account, ",".join(delivered) or "nothing")
+        except Exception:
+            log.exception("sign-in code for account %s not sent", account)
+
+    async def close(self) -> None:
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+        await close_senders(self.senders)
+
+
+CODES = web.AppKey("cabinet_codes", SignInCodes)
 
 
 async def _account(request: web.Request) -> str:
@@ -50,30 +111,125 @@ def _digits(text: object, limit: int) -> str:
     return re.sub(r"\D", "", str(text or ""))[:limit]
 
 
+def _login_context(request: web.Request, error: str | None, account: str) -> dict[str, Any]:
+    config: Config = request.config_dict[CONFIG]
+    return {"error": error, "account": account, "digits": config.cabinet.phone_digits_sign_in}
+
+
 @routes.get("/login")
 async def login_page(request: web.Request) -> web.Response:
-    """The sign-in form."""
+    """The sign-in form: the account number (and the phone's digits when that option is on)."""
     if await web_auth.session_subject(request, SCOPE) is not None:
         raise web.HTTPSeeOther(HOME)
-    return await render(request, "cabinet_login.html", {"error": None, "account": ""})
+    return await render(request, "cabinet_login.html", _login_context(request, None, ""))
+
+
+def _too_many(wait: int) -> str:
+    return f"Слишком много неудачных попыток. Попробуйте ещё раз {verification.wait_text(wait)} или позвоните нам."
 
 
 @routes.post("/login")
 async def login(request: web.Request) -> web.Response:
-    """Check the account and the phone's last four digits; the same answer for every failure."""
-    config = request.config_dict[CONFIG]
-    engine = request.config_dict[ENGINE]
-    now = request.config_dict[CLOCK]()
+    """Step one: the account number; a code goes to its holder and the code page follows.
+
+    With `phone_digits_sign_in` on and digits typed, those are checked here instead."""
+    config: Config = request.config_dict[CONFIG]
     form = await request.post()
-    typed = str(form.get("account", ""))[:64]
+    typed = web_auth.printable(str(form.get("account", "")))[:64]
     account = _digits(typed, 32)
     digits = _digits(form.get("phone_digits", ""), 8)
-    address = web_auth.client_address(request, config.cabinet)
+    if config.cabinet.phone_digits_sign_in and digits:
+        return await _digits_sign_in(request, typed, account, digits)
+    codes = request.config_dict[CODES]
+    if not codes.senders:
+        return await render(request, "cabinet_login.html", _login_context(request, NO_CHANNEL, typed))
+    session = await get_session(request)
+    session["pending"] = account
+    address = web_auth.client_address(request, web_auth.trusted_networks(config))
+    codes.send_later(request.config_dict[ENGINE], account, address, request.config_dict[CLOCK]())
+    raise web.HTTPSeeOther(HOME + "login/code")
+
+
+@routes.get("/login/code")
+async def code_page(request: web.Request) -> web.Response:
+    """Step two: where the code went (the same words for every account) and the field for it."""
+    session = await get_session(request)
+    if "pending" not in session:
+        raise web.HTTPSeeOther(HOME + "login")
+    return await render(request, "cabinet_code.html", _code_context(request, None))
+
+
+def _code_context(request: web.Request, error: str | None) -> dict[str, Any]:
+    config: Config = request.config_dict[CONFIG]
+    return {
+        "error": error,
+        "minutes": config.cabinet.code_minutes,
+        "resend": config.cabinet.code_resend_seconds,
+    }
+
+
+@routes.post("/login/code")
+async def enter_code(request: web.Request) -> web.Response:
+    """Check the code, after the attempt is counted against this account from this address."""
+    config: Config = request.config_dict[CONFIG]
+    engine = request.config_dict[ENGINE]
+    now = request.config_dict[CLOCK]()
+    session = await get_session(request)
+    account = session.get("pending")
+    if not isinstance(account, str):
+        raise web.HTTPSeeOther(HOME + "login")
+    form = await request.post()
+    code = _digits(form.get("code", ""), 8)
+    address = web_auth.client_address(request, web_auth.trusted_networks(config))
+    subject = account or "-"
+    keys = web_auth.sign_in_keys(config.cabinet, SCOPE, subject, address)
+    wait = await verification.reserve_all(engine, keys, now)
+    if wait:
+        return await render(request, "cabinet_code.html", _code_context(request, _too_many(wait)), status=429)
+    codes = request.config_dict[CODES]
+    ok = bool(account) and await verification.check_code(
+        engine, codes.key, account, code, now, config.cabinet.code_attempts
+    )
+    await web_auth.record_sign_in(engine, SCOPE, subject, address, ok, now)
+    if not ok:
+        return await render(request, "cabinet_code.html", _code_context(request, CODE_FAILED), status=401)
+    await verification.clear(engine, keys[-1][0])
+    await web_auth.open_session(request, SCOPE, account, {"account": account}, address)
+    raise web.HTTPSeeOther(HOME)
+
+
+@routes.post("/login/resend")
+async def resend(request: web.Request) -> web.Response:
+    """Another code, unless one went out less than `code_resend_seconds` ago (then that one holds)."""
+    config: Config = request.config_dict[CONFIG]
+    session = await get_session(request)
+    account = session.get("pending")
+    if not isinstance(account, str):
+        raise web.HTTPSeeOther(HOME + "login")
+    address = web_auth.client_address(request, web_auth.trusted_networks(config))
+    request.config_dict[CODES].send_later(
+        request.config_dict[ENGINE], account, address, request.config_dict[CLOCK]()
+    )
+    await web_auth.notify(
+        request,
+        f"Если с прошлой отправки прошло больше {config.cabinet.code_resend_seconds} секунд, "
+        "мы отправили новый код; прежний больше не действует.",
+    )
+    raise web.HTTPSeeOther(HOME + "login/code")
+
+
+async def _digits_sign_in(request: web.Request, typed: str, account: str, digits: str) -> web.Response:
+    """The optional old factor: the last four digits of a registered phone."""
+    config: Config = request.config_dict[CONFIG]
+    engine = request.config_dict[ENGINE]
+    now = request.config_dict[CLOCK]()
+    address = web_auth.client_address(request, web_auth.trusted_networks(config))
     subject = account or typed.strip()[:32] or "-"
-    if await web_auth.sign_in_locked(engine, config.cabinet, SCOPE, subject, address, now):
-        minutes = config.cabinet.lockout_minutes
-        text = f"Слишком много неудачных попыток входа. Попробуйте через {minutes} минут или позвоните нам."
-        return await render(request, "cabinet_login.html", {"error": text, "account": typed}, status=429)
+    keys = web_auth.sign_in_keys(config.cabinet, SCOPE, subject, address)
+    wait = await verification.reserve_all(engine, keys, now)
+    if wait:
+        context = _login_context(request, _too_many(wait), typed)
+        return await render(request, "cabinet_login.html", context, status=429)
     phones = await accounts.phones_of_account(engine, account) if account else []
     # Compare against every registered phone (and a dummy when there is none) in constant time.
     ok = False
@@ -82,8 +238,9 @@ async def login(request: web.Request) -> web.Response:
     await web_auth.record_sign_in(engine, SCOPE, subject, address, ok, now)
     if not ok:
         return await render(
-            request, "cabinet_login.html", {"error": SIGN_IN_FAILED, "account": typed}, status=401
+            request, "cabinet_login.html", _login_context(request, SIGN_IN_FAILED, typed), status=401
         )
+    await verification.clear(engine, keys[-1][0])
     await web_auth.open_session(request, SCOPE, account, {"account": account}, address)
     raise web.HTTPSeeOther(HOME)
 
@@ -243,6 +400,20 @@ async def consumption_charts(engine: Any, number: str, now: Any) -> list[dict[st
 
 
 def install(gateway: Gateway, app: web.Application) -> None:
-    """Mount `/cabinet/` unless `[cabinet] enabled = false`."""
-    if gateway.config.cabinet.enabled:
-        web_auth.mount_site(gateway, app, HOME, "mg_cabinet", routes, "cabinet")
+    """Mount `/cabinet/` unless `[cabinet] enabled = false`, with its code senders."""
+    if not gateway.config.cabinet.enabled:
+        return
+    from adapters.telegram import TELEGRAM  # installed before the cabinet (gateway/service.py)
+
+    codes = SignInCodes(gateway.config, code_senders(gateway.config, app.get(TELEGRAM)))
+    app[CODES] = codes
+
+    async def start(_app: web.Application) -> None:
+        codes.key = await verification.code_key(gateway.engine, gateway.clock())
+
+    async def stop(_app: web.Application) -> None:
+        await codes.close()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+    web_auth.mount_site(gateway, app, HOME, "mg_cabinet", routes, "cabinet")

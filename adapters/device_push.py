@@ -17,6 +17,7 @@ from aiohttp import web
 from adapters.app_keys import CLOCK, CONFIG, INTAKE
 from adapters.device_items import ItemError, result_of, submission_from_item
 from adapters.http_common import ApiError, json_response, read_json, require_bearer
+from gateway.bounds import CONTROL
 from gateway.config import Config
 from gateway.intake import Clock, Intake
 from gateway.model import Channel, Submission
@@ -44,6 +45,8 @@ async def push_readings(request: web.Request) -> web.Response:
     config: Config = request.app[CONFIG]
     token = require_bearer(request, config.devices.tokens, "device")
     device = request.headers.get("X-Device-Id") or f"token-{config.devices.tokens.index(token) + 1}"
+    if CONTROL.search(device):
+        raise ApiError(400, "bad_device_id", "X-Device-Id must not hold control characters")
     body = await read_json(request)
     items = body.get("readings") if isinstance(body, dict) else body
     if not isinstance(items, list) or not items:

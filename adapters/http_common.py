@@ -1,7 +1,9 @@
-"""What every HTTP route shares: JSON errors instead of tracebacks, bearer tokens, JSON bodies."""
+"""What every HTTP route shares: JSON errors instead of tracebacks, bearer tokens, JSON bodies,
+bodies read within a deadline, and a client that goes away mid-request logged quietly."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -10,6 +12,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from adapters.app_keys import MAX_BODY, METRICS
 
@@ -57,8 +60,17 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message)
+    except ConnectionResetError:
+        transport = request.transport
+        if transport is not None and not transport.is_closing():  # another connection's reset
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            return error_response(500, "internal", "internal error; the request was not processed")
+        # The client went away mid-request (aiohttp fails its body read): nothing to answer and
+        # nothing wrong here. Raising it on would have aiohttp log a traceback at ERROR.
+        log.info("client went away during %s %s", request.method, request.path)
+        return error_response(400, "client_gone", "the connection was closed by the client")
     except web.HTTPException as exc:
-        if exc.status < 400 or not request.path.startswith(("/api/", "/healthz", "/metrics", "/channels/")):
+        if exc.status < 400 or not request.path.startswith(_API_PATHS):
             raise
         code = _HTTP_CODES.get(exc.status, "http_error")
         return error_response(exc.status, code, exc.reason)
@@ -70,6 +82,38 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             route = request.match_info.route.resource
             name = route.canonical if route is not None else "unmatched"
             metrics.observe_request(name, time.perf_counter() - started)
+
+
+_API_PATHS = ("/api/", "/healthz", "/metrics", "/channels/")
+
+
+def body_deadline(seconds: float) -> Middleware:
+    """Read each request's body (but multipart, read as a stream) within `seconds`, or answer
+    408 and close the connection: a client dripping its body holds nothing for long. Handlers
+    then get the body already read (`request.read()`, `post()` and `json()` keep it)."""
+
+    @web.middleware
+    async def read_body_in_time(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.body_exists and not request.content_type.startswith("multipart/"):
+            try:
+                async with asyncio.timeout(seconds):
+                    await request.read()
+            except TimeoutError:
+                log.info("body of %s %s not received within %g s", request.method, request.path, seconds)
+                response = error_response(
+                    408, "body_timeout", f"the body did not arrive within {seconds:g} s"
+                )
+                response.force_close()
+                return response
+            except web.HTTPRequestEntityTooLarge:
+                if not request.path.startswith(_API_PATHS):
+                    raise
+                raise ApiError(
+                    413, "body_too_large", f"the body exceeds {request.app[MAX_BODY]} bytes"
+                ) from None
+        return await handler(request)
+
+    return read_body_in_time
 
 
 def require_bearer(request: web.Request, tokens: list[str], who: str) -> str:

@@ -112,6 +112,8 @@ class AgiSession:
             raw = await asyncio.wait_for(self.reader.readline(), IDLE_SECONDS)
         except (TimeoutError, ConnectionError) as exc:
             raise AgiHangup(f"PBX connection lost: {type(exc).__name__}") from None
+        except ValueError:  # longer than the reader's limit (`[ivr] max_line_bytes`): not a PBX we know
+            raise AgiHangup("a line over the length limit; connection closed") from None
         if not raw.endswith(b"\n"):
             raise AgiHangup("PBX closed the connection")
         return raw.decode("utf-8", "replace").rstrip("\r\n")
@@ -216,6 +218,7 @@ class Call:
         self.sender = "anonymous"
         self.account: str | None = None
         self.by_caller_id = False
+        self.verified = False  # the caller id is registered for self.account
         self.meters: list[MeterSummary] = []
         self.meter: MeterSummary | None = None
         self.submissions = 0  # numbers this call's channel message ids: <uniqueid>:<n>
@@ -294,11 +297,28 @@ class Call:
 
     async def run(self) -> Outcome:
         try:
-            env = await self.agi.read_env()
-        except (AgiHangup, AgiFailure) as exc:  # not a PBX, or one that left at once
-            log.warning("FastAGI connection dropped before the call began: %s", exc)
+            async with asyncio.timeout(self.cfg.handshake_timeout_seconds):
+                env = await self.agi.read_env()
+        except (AgiHangup, AgiFailure, TimeoutError) as exc:  # not a PBX, or one that left at once
+            if isinstance(exc, TimeoutError):  # idle sockets are common and harmless: quietly
+                log.info(
+                    "FastAGI connection closed: no AGI environment within %ss",
+                    self.cfg.handshake_timeout_seconds,
+                )
+            else:
+                log.warning("FastAGI connection dropped before the call began: %s", exc)
             self.outcome = Outcome("error", "not_agi")
             return self.outcome
+        # Only a started call takes one of `max_calls`: a connection that never sent its
+        # environment cannot make a real caller hear "busy".
+        self.server.active += 1
+        self.server.calls += 1
+        try:
+            return await self._started(env)
+        finally:
+            self.server.active -= 1
+
+    async def _started(self, env: dict[str, str]) -> Outcome:
         try:
             script = env.get("agi_network_script", "").split("?")[0].strip("/")
             if script != SCRIPT:
@@ -395,7 +415,7 @@ class Call:
         if self.account is None and not self.by_caller_id and self.sender != "anonymous":
             known = await accounts_of_phone(self.gateway.engine, self.sender)
             if len(known) == 1:
-                self.account, self.by_caller_id = known[0], True
+                self.account, self.by_caller_id, self.verified = known[0], True, True
                 await self.play(MENU.screen("caller_account"), {"account": self.account})
                 return await self._meters()
         if self.account is not None:
@@ -420,6 +440,11 @@ class Call:
             if not typed.isdigit():
                 await self.feedback("identify", "not_understood")
                 continue
+            if not await self._may_speak_for(typed):
+                # `[senders] unverified = "refuse"`: a person takes over, before anything of the
+                # account (whether it exists, its meters, their zones) is said to this caller.
+                await self.to_operator("unverified_sender")
+                return None
             meters = await meters_of_account(self.gateway.engine, typed)
             if meters is None:
                 await self.feedback("identify", "account_not_found")
@@ -428,6 +453,15 @@ class Call:
             return await self._meters(meters)
         await self.to_operator(EXHAUSTED)
         return None
+
+    async def _may_speak_for(self, account: str) -> bool:
+        """The caller id is registered for `account`, or the policy lets others speak for it."""
+        known = (
+            [] if self.sender == "anonymous" else await accounts_of_phone(self.gateway.engine, self.sender)
+        )
+        self.verified = account in known
+        # Under hold or accept the intake decides it; its answers tell nothing of the account.
+        return self.verified or self.gateway.config.senders.unverified != "refuse"
 
     async def _meters(self, meters: list[MeterSummary] | None = None) -> Step | None:
         assert self.account is not None
@@ -610,7 +644,7 @@ class Call:
         for i, r in enumerate(refusals[:2], start=1):
             slots[f"zone{i}"] = ZONE_LABELS.get(r.zone or "")
             slots[f"reason{i}"] = REASON_PROMPTS.get(r.code, REASON_OTHER)
-            if r.code == "too_many_digits" and self.meter is not None:
+            if r.code == "too_many_digits" and self.meter is not None and self.verified:
                 slots[f"number{i}"] = str(self.meter.digits)
         if "reason1" not in slots:
             slots["reason1"] = REASON_OTHER
@@ -651,8 +685,10 @@ class IvrServer:
         self.config = config
         self.port: int | None = None
         self.ready = asyncio.Event()
-        self.active = 0
+        self.active = 0  # calls started (environment read), counted against max_calls
         self.calls = 0
+        self.connections = 0  # open FastAGI connections, counted against max_connections
+        self.refused = 0  # connections closed at once because max_connections were open
         self.outcomes: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -665,12 +701,16 @@ class IvrServer:
             "port": self.port,
             "active_calls": self.active,
             "calls": self.calls,
+            "connections": self.connections,
+            "refused_connections": self.refused,
             "outcomes": dict(self.outcomes),
         }
 
     async def serve(self, gateway: Gateway) -> None:
         """Listen until cancelled; then end the calls in progress (a confirmed reading still lands)."""
-        server = await asyncio.start_server(self._handle, self.config.host, self.config.port, backlog=256)
+        server = await asyncio.start_server(
+            self._handle, self.config.host, self.config.port, backlog=256, limit=self.config.max_line_bytes
+        )
         self.port = server.sockets[0].getsockname()[1]
         self.ready.set()
         log.info("FastAGI listening on agi://%s:%s/%s", self.config.host, self.port, SCRIPT)
@@ -685,17 +725,31 @@ class IvrServer:
             await server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        agi = AgiSession(reader, writer)
+        if self.connections >= self.config.max_connections:
+            # Closed before anything is read: idle sockets cannot pile up without bound.
+            self.refused += 1
+            if self.refused in (1, 10, 100) or self.refused % 1000 == 0:
+                log.warning(
+                    "FastAGI: %d connections open, [ivr] max_connections reached; %d refused so far",
+                    self.connections,
+                    self.refused,
+                )
+            writer.transport.abort()
+            return
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
-        self.active += 1
-        self.calls += 1
-        agi = AgiSession(reader, writer)
+        self.connections += 1
         try:
             outcome = await Call(self, agi).run()
             self.outcomes[outcome.result] = self.outcomes.get(outcome.result, 0) + 1
+        except asyncio.CancelledError:
+            # The server is stopping (serve() cancels the calls in progress). Ending here keeps
+            # asyncio's stream callback from logging the cancellation as an unhandled error.
+            pass
         finally:
-            self.active -= 1
+            self.connections -= 1
             if task is not None:
                 self._tasks.discard(task)
             await agi.close()

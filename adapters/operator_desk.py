@@ -2,8 +2,9 @@
 
 A reading taken in the office or by telephone becomes `Submission(channel=OPERATOR,
 employee=<the employee's name>, sender=<login>)`, so the employee is recorded with it. The queue
-lists readings awaiting confirmation or flagged for the back office; accepting or rejecting one
-goes through `gateway.held.review`, which audits who, when, before and after.
+lists readings awaiting confirmation or flagged for the back office, soonest due first with the
+time left; accepting or rejecting one goes through `gateway.held.review`, which audits who,
+when, before and after.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from aiohttp_session import Session
 from adapters import web_auth
 from adapters.app_keys import CALENDAR, CLOCK, CONFIG, ENGINE, INTAKE
 from adapters.web_auth import ZONE_LABEL, render
-from gateway import accounts, held
+from gateway import accounts, held, held_lifecycle, verification
 from gateway.intake import Intake
 from gateway.model import Channel, RuleGroup, Submission
 
@@ -57,12 +58,17 @@ async def login(request: web.Request) -> web.Response:
     engine = request.config_dict[ENGINE]
     now = request.config_dict[CLOCK]()
     form = await request.post()
-    login_name = str(form.get("login", "")).strip()[:64]
+    # Control characters (a NUL above all, which PostgreSQL refuses in text) are in no login.
+    login_name = web_auth.printable(str(form.get("login", ""))).strip()[:64]
     password = str(form.get("password", ""))[:256]
-    address = web_auth.client_address(request, config.cabinet)
+    address = web_auth.client_address(request, web_auth.trusted_networks(config))
     subject = login_name.lower() or "-"
-    if await web_auth.sign_in_locked(engine, config.cabinet, SCOPE, subject, address, now):
-        text = f"Слишком много неудачных попыток. Попробуйте через {config.cabinet.lockout_minutes} минут."
+    # Counted per login and address before the password is checked: a stranger's failures slow
+    # down their own address, never the employee at theirs.
+    keys = web_auth.sign_in_keys(config.cabinet, SCOPE, subject, address)
+    wait = await verification.reserve_all(engine, keys, now)
+    if wait:
+        text = f"Слишком много неудачных попыток. Попробуйте ещё раз {verification.wait_text(wait)}."
         return await render(request, "operator_login.html", {"error": text, "login": login_name}, status=429)
     employee = await web_auth.authenticate_operator(engine, config, login_name, password)
     await web_auth.record_sign_in(engine, SCOPE, subject, address, employee is not None, now)
@@ -70,6 +76,7 @@ async def login(request: web.Request) -> web.Response:
         return await render(
             request, "operator_login.html", {"error": SIGN_IN_FAILED, "login": login_name}, status=401
         )
+    await verification.clear(engine, keys[-1][0])
     await web_auth.open_session(
         request, SCOPE, employee.login, {"operator": employee.login, "name": employee.name}, address
     )
@@ -193,15 +200,17 @@ async def receipt_page(request: web.Request) -> web.Response:
 
 @routes.get("/queue")
 async def queue(request: web.Request) -> web.Response:
-    """Readings waiting for the sender's confirmation or flagged for the back office."""
+    """Readings waiting for the sender's confirmation or flagged for the back office, soonest due
+    first, each with the time left to its due time (gateway/held_lifecycle.py)."""
     session = await _employee(request)
     engine = request.config_dict[ENGINE]
+    now = request.config_dict[CLOCK]()
     return await render(
         request,
         "operator_queue.html",
         {
             "me": session["name"],
-            "items": await accounts.held_readings(engine),
+            "items": await held_lifecycle.queue(engine, now),
             "trail": await accounts.audit_trail(engine, limit=20),
         },
     )

@@ -1,15 +1,21 @@
-"""Operators' probes: `/healthz` (JSON status of the database and channels) and `/metrics`."""
+"""Operators' probes: `/healthz` (JSON status of the database and channels) and `/metrics`.
+
+With `[ops] token` set, `/metrics` and the details of `/healthz` (which channels, which backend,
+what failed) need `Authorization: Bearer <token>`; without it `/healthz` answers the status
+alone, with the same 200/503, so load balancers keep probing it without a secret.
+"""
 
 from __future__ import annotations
 
+import hmac
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.app_keys import BILLING, CLOCK, ENGINE, HEALTH_PROBES, METRICS
-from adapters.http_common import json_response
+from adapters.app_keys import BILLING, CLOCK, CONFIG, ENGINE, HEALTH_PROBES, METRICS
+from adapters.http_common import error_response, json_response
 from gateway.billing import Billing
 from gateway.intake import Clock
 from gateway.metrics import Metrics
@@ -18,6 +24,16 @@ if TYPE_CHECKING:
     from gateway.service import Gateway
 
 routes = web.RouteTableDef()
+
+
+def _authorised(request: web.Request) -> bool:
+    """No token configured, or the request carries it (compared in constant time)."""
+    token = request.app[CONFIG].ops.token
+    if not token:
+        return True
+    given = request.headers.get("Authorization", "")
+    scheme, _, value = given.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
 
 
 @routes.get("/healthz")
@@ -37,12 +53,19 @@ async def healthz(request: web.Request) -> web.Response:
         status = probe()
         checks[name] = status
         ok = ok and status.get("status") in ("ok", "disabled", "degraded")
-    return json_response({"status": "ok" if ok else "down", "checks": checks}, status=200 if ok else 503)
+    overall = "ok" if ok else "down"
+    if not _authorised(request):  # liveness only: the status, nothing about what runs
+        return json_response({"status": overall}, status=200 if ok else 503)
+    return json_response({"status": overall, "checks": checks}, status=200 if ok else 503)
 
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text; backlog figures are read from the database at scrape time."""
+    if not _authorised(request):
+        denied = error_response(401, "unauthorized", "GET /metrics needs Authorization: Bearer <[ops] token>")
+        denied.headers["WWW-Authenticate"] = "Bearer"
+        return denied
     m: Metrics = request.app[METRICS]
     billing: Billing = request.app[BILLING]
     clock: Clock = request.app[CLOCK]
@@ -52,6 +75,8 @@ async def metrics(request: web.Request) -> web.Response:
     m.overdue.set(backlog["overdue"])
     for status, count in backlog["held"].items():
         m.held.labels(status).set(count)
+    for status, count in backlog["held_overdue"].items():
+        m.held_overdue.labels(status).set(count)
     return web.Response(body=m.render(), content_type="text/plain", charset="utf-8")
 
 

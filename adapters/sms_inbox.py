@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client import Counter
 
+from adapters.http_common import ApiError
 from adapters.sms_text import (
     NOTHING_TO_CONFIRM,
     SEND_CORRECTED,
@@ -33,6 +35,7 @@ from adapters.sms_text import (
     render_verdict,
 )
 from gateway import held
+from gateway.bounds import CONTROL
 from gateway.grammar import Command, ParsedReading, parse_message
 from gateway.metrics import Metrics
 from gateway.model import Channel, Status, Submission
@@ -54,6 +57,31 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# Bounds of what a route may hand on (a 400 naming the field otherwise): a phone in any notation
+# fits 32 characters, a route's message id 100; a text of ten concatenated SMS parts, 1600.
+MAX_PHONE = 32
+MAX_MESSAGE_ID = 100
+MAX_TEXT = 1600
+_TEXT_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def bounded_field(value: str, name: str, longest: int) -> str:
+    """A sender or message id as a route gave it, or ApiError(400) naming the field."""
+    if len(value) > longest or CONTROL.search(value):
+        raise ApiError(
+            400, "bad_parameter", f"{name} must be at most {longest} characters without control characters"
+        )
+    return value
+
+
+def bounded_text(text: str, name: str) -> str:
+    """The message text with control characters (other than line breaks and tabs) made spaces:
+    a resident's SMS is read, not refused, for a stray byte of a handset's encoder."""
+    if len(text) > MAX_TEXT:
+        raise ApiError(400, "bad_parameter", f"{name} must be at most {MAX_TEXT} characters")
+    return _TEXT_CONTROLS.sub(" ", text)
+
+
 @dataclass(frozen=True, slots=True)
 class InboundSms:
     """One SMS as a route delivered it."""
@@ -63,6 +91,14 @@ class InboundSms:
     phone: str  # the sender as the route gave it
     text: str
     raw: str  # the message as received (its parameters as JSON, secrets removed)
+
+
+def _without_phone(raw: str, *forms: str) -> str:
+    """The raw message with the sender's phone masked: kept until the retention purge, it must
+    not hold in full what the reading's masked source hides (gateway/retention.py)."""
+    for form in sorted({f for f in forms if len(f) >= 5}, key=len, reverse=True):
+        raw = raw.replace(form, mask_phone(form))
+    return raw
 
 
 _COUNTERS: weakref.WeakKeyDictionary[Metrics, Counter] = weakref.WeakKeyDictionary()
@@ -119,7 +155,7 @@ class SmsInbox:
                     sender=phone,
                     text=sms.text,
                     channel_message_id=f"{sms.route}:{sms.message_id}"[:128],
-                    raw=sms.raw,
+                    raw=_without_phone(sms.raw, sms.phone, phone),
                 )
             )
             receipt, status = verdict.receipt, verdict.status.value

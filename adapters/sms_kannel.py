@@ -31,7 +31,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.http_common import ApiError
 from adapters.reminders import DueReminder, SendFailed, add_notifier
-from adapters.sms_inbox import SMS_INBOX, InboundSms, inbox_of
+from adapters.sms_inbox import (
+    MAX_MESSAGE_ID,
+    MAX_PHONE,
+    SMS_INBOX,
+    InboundSms,
+    bounded_field,
+    bounded_text,
+    inbox_of,
+)
 from adapters.sms_text import needs_ucs2, render_reminder
 from gateway.config import SmsConfig
 from gateway.store.schema_sms import opted_out, phones_of_accounts
@@ -76,15 +84,17 @@ async def kannel_inbound(request: web.Request) -> web.Response:
     sender = params.get("from", b"").decode("utf-8", errors="replace").strip()
     if not sender:
         raise ApiError(400, "bad_request", "from (%p, the sender's number) is required")
+    sender = bounded_field(sender, "from", MAX_PHONE)
     charset = params.get("charset", b"").decode("ascii", errors="replace") or None
-    text = _decode(params.get("text", b""), charset)
+    text = bounded_text(_decode(params.get("text", b""), charset), "text")
     message_id = params.get("id", b"").decode("utf-8", errors="replace").strip() or f"noid-{uuid.uuid4()}"
+    message_id = bounded_field(message_id, "id", MAX_MESSAGE_ID)
     raw = {
         name: (text if name == "text" else params[name].decode("utf-8", errors="replace"))
         for name in ("from", "to", "text", "id", "ts", "coding", "charset")
         if name in params
     }
-    reply = await inbox.handle(InboundSms(ROUTE, message_id[:100], sender, text, orjson.dumps(raw).decode()))
+    reply = await inbox.handle(InboundSms(ROUTE, message_id, sender, text, orjson.dumps(raw).decode()))
     headers = {"X-Kannel-Coding": "2"} if reply and needs_ucs2(reply) else {}
     return web.Response(text=reply, content_type="text/plain", charset="utf-8", headers=headers)
 

@@ -25,7 +25,15 @@ from aiohttp import web
 from yarl import URL
 
 from adapters.http_common import ApiError
-from adapters.sms_inbox import SMS_INBOX, InboundSms, inbox_of
+from adapters.sms_inbox import (
+    MAX_MESSAGE_ID,
+    MAX_PHONE,
+    SMS_INBOX,
+    InboundSms,
+    bounded_field,
+    bounded_text,
+    inbox_of,
+)
 
 if TYPE_CHECKING:
     from gateway.service import Gateway
@@ -96,10 +104,11 @@ async def twilio_inbound(request: web.Request) -> web.Response:
     sender = values.get("From", "").strip()
     if not sid or not sender:
         raise ApiError(400, "bad_request", "MessageSid and From are required")
+    sid = bounded_field(sid, "MessageSid", MAX_MESSAGE_ID)
+    sender = bounded_field(sender, "From", MAX_PHONE)
+    body = bounded_text(values.get("Body", ""), "Body")
     raw = {k: values[k] for k in ("MessageSid", "AccountSid", "From", "To", "Body") if k in values}
-    reply = await inbox.handle(
-        InboundSms(ROUTE, sid[:100], sender, values.get("Body", ""), orjson.dumps(raw).decode())
-    )
+    reply = await inbox.handle(InboundSms(ROUTE, sid, sender, body, orjson.dumps(raw).decode()))
     return web.Response(text=twiml(reply), content_type="text/xml", charset="utf-8")
 
 

@@ -24,7 +24,7 @@ import re
 from collections.abc import AsyncIterator, Hashable, Mapping
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
@@ -59,6 +59,7 @@ from aiogram.types import (
     ReplyKeyboardRemove,
     Update,
 )
+from aiogram.types.update import UpdateTypeLookupError
 from aiohttp import web
 from pydantic import ValidationError
 
@@ -66,14 +67,15 @@ from adapters.http_common import ApiError, error_response, json_response
 from adapters.reminders import DueReminder, SendFailed, add_notifier
 from adapters.telegram_storage import DatabaseStorage, Db, FsmChanges, TelegramStore
 from adapters.telegram_storage import Link as StoredLink
-from gateway import accounts, held
+from gateway import accounts, held, verification
 from gateway.config import Config, TelegramConfig
 from gateway.grammar import HELP_RU, ParsedReading, ParseFailure, parse_message
 from gateway.grammar import Command as TextCommand
 from gateway.intake import Clock, Intake
 from gateway.model import Channel, Severity, Status, Submission, Verdict
-from gateway.privacy import mask_phones_in
+from gateway.privacy import chat_ref, mask_phones_in
 from gateway.validation.explain import num, period_ru
+from gateway.verification import Key, Rule
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -88,7 +90,8 @@ WEBHOOK_PATH = "/channels/telegram/webhook"
 ALLOWED_UPDATES = ["message", "callback_query"]
 MAX_ATTEMPTS = 3  # a handler that fails is tried this many times (Telegram redelivers the update)
 MAX_SEND_ATTEMPTS = 10  # replies that cannot be sent are tried with this many deliveries
-Outcome = Literal["done", "duplicate", "retry", "failed"]
+# "ignored": an update of a type aiogram does not know (a newer Bot API): acknowledged, not stored.
+Outcome = Literal["done", "duplicate", "retry", "failed", "ignored"]
 
 # -- texts ------------------------------------------------------------------------------------
 
@@ -317,6 +320,7 @@ class TelegramChannel:
         self.locks = ChatLocks()
         self.handled = 0
         self.redelivered = 0
+        self.ignored = 0  # updates of types this bot does not know, acknowledged unhandled
         self.last_update_at: datetime | None = None
         self.last_error: str | None = None
         self.polling_ok = True
@@ -333,6 +337,13 @@ class TelegramChannel:
         """
         parsed = Update.model_validate(update, context={"bot": self.bot})
         uid, bot_id = parsed.update_id, self.bot.id
+        try:
+            parsed.event_type  # noqa: B018 - raises for a type this aiogram does not know
+        except UpdateTypeLookupError:
+            # Acknowledged, or Telegram would redeliver it (and hold back later updates) forever.
+            self.ignored += 1
+            log.info("telegram update %s carries no event type this bot knows; ignored", uid)
+            return "ignored"
         chat = chat_of(update)
         async with self.locks.hold(chat if chat is not None else ("update", uid)):
             user = getattr(getattr(parsed.event, "from_user", None), "id", None)
@@ -428,7 +439,7 @@ class TelegramChannel:
             Submission(
                 channel=Channel.TELEGRAM,
                 received_at=self.clock(),
-                sender=str(chat_id),
+                sender=chat_ref(chat_id),  # a keyed hash: the chat id is kept only in its link
                 account=account,
                 meter_serial=meter,
                 text=text,
@@ -446,16 +457,21 @@ class TelegramChannel:
 
     # -- linking ------------------------------------------------------------------------------
 
-    async def link_blocked_until(self, chat_id: int, account: str) -> datetime | None:
-        """When too many wrong second factors were given lately: the time the chat may try again."""
-        window = timedelta(minutes=self.settings.link_window_minutes)
-        by_chat, by_account, oldest = await self.store.failures(chat_id, account, window)
-        if (
-            by_chat >= self.settings.link_max_failures
-            or by_account >= self.settings.link_max_failures_per_account
-        ):
-            return (oldest or self.clock()) + window
-        return None
+    def link_keys(self, chat_id: int, account: str, method: str) -> list[tuple[Key, Rule]]:
+        """The throttles of one linking attempt (gateway/verification.py), reserved before the
+        factor is checked: the chat over all accounts, the account from this chat, and, for the
+        guessable last digits only, the account from any chat. A shared contact is Telegram's
+        own proof of the phone: a stranger's guessing never slows the holder sharing theirs."""
+        s = self.settings
+        cap = s.link_window_minutes * 60
+        chat = f"chat:{chat_id}"
+        keys = [
+            (Key("telegram", "*", chat), Rule(2 * s.link_max_failures, cap)),
+            (Key("telegram", account or "-", chat), Rule(s.link_max_failures, cap)),
+        ]
+        if method != "contact":
+            keys.append((Key("telegram", account or "-", "*"), Rule(s.link_max_failures_per_account, cap)))
+        return keys
 
     # -- background ---------------------------------------------------------------------------
 
@@ -521,7 +537,13 @@ class TelegramChannel:
                     offset = min(retry)  # fetched again; those handled meanwhile are recognised
                     await asyncio.sleep(1.0)
                 else:
-                    offset = max(int(u["update_id"]) for u in updates) + 1
+                    # An item without an integer update_id is skipped, never the loop's end.
+                    ids = [
+                        u["update_id"]
+                        for u in updates
+                        if isinstance(u, dict) and _int(u.get("update_id")) is not None
+                    ]
+                    offset = max(ids) + 1 if ids else offset
 
     async def _polled(self, update: Any) -> Outcome:
         if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
@@ -539,6 +561,7 @@ class TelegramChannel:
             "mode": self.settings.mode,
             "handled": self.handled,
             "redelivered": self.redelivered,
+            "ignored": self.ignored,
             "last_update_at": self.last_update_at.isoformat() if self.last_update_at else None,
             "last_error": self.last_error,
         }
@@ -611,12 +634,14 @@ async def _check_factor(
     """Link when the second factor matches the registry; count and limit the failures."""
     chat_id = message.chat.id
     account = str((await state.get_data()).get("link_account") or "")
-    until = await tg.link_blocked_until(chat_id, account)
-    if until is not None:
+    keys = tg.link_keys(chat_id, account, method)
+    wait = await verification.reserve_all(tg.db.engine, keys, tg.clock())
+    if wait:
         await remember(state, None, {})
         await tg.say(
             chat_id,
-            f"Слишком много неудачных попыток. Попробуйте после {until.astimezone(tg.tz):%H:%M %d.%m}.",
+            f"Слишком много неудачных попыток. Попробуйте ещё раз {verification.wait_text(wait)} "
+            "или позвоните нам.",
             ReplyKeyboardRemove(),
         )
         return
@@ -628,6 +653,7 @@ async def _check_factor(
     )
     await tg.store.record_attempt(chat_id, account, method, ok)
     if ok:
+        await verification.clear(tg.db.engine, keys[1][0])
         await tg.store.link(chat_id, message.from_user.id if message.from_user else None, account, method)
         (_LINKS.get() or {}).pop(chat_id, None)
         await remember(state, None, {})
@@ -635,16 +661,6 @@ async def _check_factor(
         await _greet(tg, chat_id, await _linked(tg, chat_id))
         return
     # The same answer whether the account is unknown or the phone differs: nothing to probe.
-    until = await tg.link_blocked_until(chat_id, account)
-    if until is not None:
-        await remember(state, None, {})
-        await tg.say(
-            chat_id,
-            "Не совпадает с данными л/с. Попытки закончились; попробуйте после "
-            f"{until.astimezone(tg.tz):%H:%M %d.%m} или позвоните нам.",
-            ReplyKeyboardRemove(),
-        )
-        return
     await tg.say(
         chat_id,
         f"Не совпадает с телефоном, указанным для л/с {account}. Проверьте номер л/с и телефон "
@@ -815,7 +831,7 @@ async def _confirm_held(
         return "Показания не найдены"
     try:
         verdict = await held.confirm(
-            tg.engine, tg.config, receipt, f"telegram:{chat_id}", tg.clock(), account=owner[0]
+            tg.engine, tg.config, receipt, f"telegram:{chat_ref(chat_id)}", tg.clock(), account=owner[0]
         )
     except held.NotHeld:
         return "Показания не найдены"
@@ -1241,9 +1257,9 @@ class TelegramNotifier:
             lead = f"Пора передать показания за {period_ru(due.period)}: л/с {named}, приём до {until}."
         return f"{lead}\nПришлите показание сообщением или нажмите /reading.\nНе напоминать: /stop"
 
-    async def send(self, recipient: str, text: str) -> None:
+    async def send(self, recipient: str, text: str, markup: Any = None) -> None:
         try:
-            await self.tg.bot(SendMessage(chat_id=int(recipient), text=text))
+            await self.tg.bot(SendMessage(chat_id=int(recipient), text=text, reply_markup=markup))
         except TelegramForbiddenError as exc:  # the resident blocked the bot: stop reminding
             await self.tg.store.set_reminders(int(recipient), False)
             raise SendFailed(f"chat {recipient}: {exc}", surely_not_sent=False) from exc
@@ -1282,7 +1298,15 @@ async def webhook(request: web.Request) -> web.Response:
     try:
         outcome = await tg.process(update, body.decode("utf-8", errors="replace"))
     except ValidationError as exc:
-        raise ApiError(400, "bad_update", f"not a Telegram Update: {exc.errors()[0]['msg']}") from None
+        # It came with the secret and an update_id, so from Telegram: a shape aiogram cannot read
+        # (a newer Bot API). Acknowledged, or Telegram would hold back every later update for it.
+        tg.ignored += 1
+        log.warning(
+            "telegram update %s is not a Telegram Update aiogram can read (%s); ignored",
+            update["update_id"],
+            exc.errors()[0]["msg"],
+        )
+        return json_response({"ok": True, "outcome": "ignored"})
     if outcome == "retry":  # not acknowledged: Telegram delivers it again
         return error_response(503, "retry_later", "the update could not be handled yet; it is stored")
     return json_response({"ok": True, "outcome": outcome})

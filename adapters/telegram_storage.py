@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -467,20 +467,6 @@ class TelegramStore:
                     at=self.clock(), chat_id=chat_id, account=account[:32], method=method, ok=ok
                 )
             )
-
-    async def failures(
-        self, chat_id: int, account: str, window: timedelta
-    ) -> tuple[int, int, datetime | None]:
-        """Failed attempts within the window: by this chat, against this account, and the oldest
-        of the chat's (when the chat's limit frees up)."""
-        since = self.clock() - window
-        base = select(func.count(), func.min(telegram_link_attempts.c.at)).where(
-            telegram_link_attempts.c.at > since, telegram_link_attempts.c.ok.is_(False)
-        )
-        async with self.db.read() as conn:
-            by_chat = (await conn.execute(base.where(telegram_link_attempts.c.chat_id == chat_id))).one()
-            by_account = (await conn.execute(base.where(telegram_link_attempts.c.account == account))).one()
-        return int(by_chat[0]), int(by_account[0]), by_chat[1] or by_account[1]
 
 
 async def _links(conn: AsyncConnection, chat_id: int) -> list[Link]:

@@ -5,23 +5,29 @@
   restart signs nobody out. Each signed-in session also has a row in `web_sessions`: signing out
   revokes it, so a copied cookie is worthless afterwards.
 - Every POST carries the session's CSRF token (`_csrf`); a form without it is refused with 403.
-- Failed sign-ins are counted in `signin_attempts` per account or login and per client address;
-  past the limit, sign-in is refused for `cabinet.lockout_minutes` whatever is typed.
-- Passwords of staff are argon2 hashes (or `scrypt$...` from hashlib).
+- Sign-in limits are gateway/verification.py's throttles (reserved before the secret is
+  checked); every checked attempt is also written to `signin_attempts`, the security log.
+- The client address is the peer, or, when the peer is one of `http.trusted_proxies`, the
+  right-most X-Forwarded-For address that is not a trusted proxy.
+- Passwords of staff are argon2 hashes (or `scrypt$...` from hashlib), verified in worker
+  threads, a few at a time, so that the event loop keeps serving while they run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
+import ipaddress
 import logging
 import re
 import secrets
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,7 +41,7 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.fernet import Fernet
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -48,6 +54,7 @@ from gateway.config import CabinetConfig, Config
 from gateway.model import Channel, Status
 from gateway.store.schema_cabinet import operators, signin_attempts, web_secrets, web_sessions
 from gateway.validation.explain import MONTHS_RU, ZONE_RU, num
+from gateway.verification import Key, Rule
 
 log = logging.getLogger(__name__)
 # aiohttp-session stores its objects under plain string keys, which aiohttp warns about on every
@@ -161,47 +168,64 @@ async def csrf_protect(request: web.Request, handler: Handler) -> web.StreamResp
 # -- sign-in limits --------------------------------------------------------------------------
 
 
-def client_address(request: web.Request, config: CabinetConfig) -> str:
-    """Where a request came from: the peer, or the first X-Forwarded-For hop behind a trusted proxy."""
-    if config.trust_forwarded_for:
-        forwarded = request.headers.get("X-Forwarded-For", "").split(",")[0].strip()
-        if forwarded:
-            return forwarded[:64]
-    return (request.remote or "unknown")[:64]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# What `cabinet.trust_forwarded_for = true` (deprecated) meant: a proxy on the same host.
+_LOCAL_PROXIES = ("127.0.0.1", "::1")
 
 
-async def sign_in_locked(
-    engine: AsyncEngine, config: CabinetConfig, scope: str, subject: str, address: str, now: datetime
-) -> bool:
-    """Too many recent failures for this account (or login) or from this address?
+def trusted_networks(config: Config) -> tuple[Network, ...]:
+    """`http.trusted_proxies` as networks (the deprecated cabinet key stands for loopback)."""
+    items = list(config.http.trusted_proxies)
+    if not items and config.cabinet.trust_forwarded_for:
+        items = list(_LOCAL_PROXIES)
+    return tuple(ipaddress.ip_network(i.strip(), strict=False) for i in items)
 
-    Failures count within the last `lockout_minutes`; for an account, only those after its last
-    successful sign-in. A success from an address does not clear the address's count, or one
-    valid account would let its holder keep guessing others.
-    """
-    since = now - timedelta(minutes=config.lockout_minutes)
-    last_ok = (  # ids, not times: attempts within one clock tick stay in order
-        select(func.max(signin_attempts.c.id))
-        .where(signin_attempts.c.scope == scope, signin_attempts.c.subject == subject, signin_attempts.c.ok)
-        .scalar_subquery()
-    )
-    by_subject = select(func.count()).where(
-        signin_attempts.c.scope == scope,
-        signin_attempts.c.subject == subject,
-        signin_attempts.c.ok.is_(False),
-        signin_attempts.c.at >= since,
-        signin_attempts.c.id > func.coalesce(last_ok, 0),
-    )
-    by_address = select(func.count()).where(
-        signin_attempts.c.scope == scope,
-        signin_attempts.c.address == address,
-        signin_attempts.c.ok.is_(False),
-        signin_attempts.c.at >= since,
-    )
-    async with engine.connect() as conn:
-        failures = (await conn.execute(by_subject)).scalar_one()
-        from_address = (await conn.execute(by_address)).scalar_one()
-    return failures >= config.max_failures_per_account or from_address >= config.max_failures_per_address
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip().strip("[]"))
+    except ValueError:
+        return None
+
+
+def client_address(request: web.Request, trusted: tuple[Network, ...]) -> str:
+    """Where a request came from: the peer; behind a trusted proxy, the right-most address of
+    X-Forwarded-For that is not itself a trusted proxy (the left part is written by the client
+    and proves nothing). aiohttp-remotes' XForwardedStrict answers 400 to every peer that is not
+    a proxy (devices and Kannel call the gateway directly), so this is done here, per request."""
+    peer = request.remote or "unknown"
+    hop = _ip(peer)
+    if not trusted or hop is None or not any(hop in n for n in trusted):
+        return peer[:64]
+    chain = ",".join(request.headers.getall("X-Forwarded-For", []))
+    for item in reversed(chain.split(",")[-32:]):
+        ip = _ip(item)
+        if ip is None:  # garbage in the chain: the last trusted hop is what we know
+            break
+        if not any(ip in n for n in trusted):
+            return str(ip)[:64]
+        hop = ip
+    return str(hop)[:64]
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def printable(text: str) -> str:
+    """`text` without control characters: a NUL cannot be stored in PostgreSQL's text."""
+    return _CONTROL.sub("", text)
+
+
+def rules(config: CabinetConfig) -> tuple[Rule, Rule]:
+    """The throttles of a sign-in form: per account (or login) and address, and per address."""
+    cap = config.lockout_minutes * 60
+    return Rule(config.max_failures_per_account, cap), Rule(config.max_failures_per_address, cap)
+
+
+def sign_in_keys(config: CabinetConfig, scope: str, subject: str, address: str) -> list[tuple[Key, Rule]]:
+    """What one sign-in attempt reserves: the address over all accounts, then this pair."""
+    pair, wide = rules(config)
+    return [(Key(scope, "*", address), wide), (Key(scope, subject, address), pair)]
 
 
 async def record_sign_in(
@@ -279,6 +303,14 @@ async def close_session(request: web.Request) -> None:
 _hasher = PasswordHasher()
 # Verified against when the login is unknown, so that unknown and known logins take as long.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+# argon2 takes tens of milliseconds and 64 MiB each: two at a time in their own threads. More
+# attempts queue here instead of stalling the event loop or exhausting memory. (An executor, not
+# an asyncio.Semaphore: it belongs to no event loop, and the module outlives any one loop.)
+_HASHING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
+
+
+async def verify_password_off_loop(stored: str, password: str) -> bool:
+    return await asyncio.get_running_loop().run_in_executor(_HASHING, verify_password, stored, password)
 
 
 def hash_password(password: str) -> str:
@@ -337,9 +369,9 @@ async def authenticate_operator(
         if row is not None:
             stored = (row.name, row.password_hash)
     if stored is None:
-        verify_password(_DUMMY_HASH, password)
+        await verify_password_off_loop(_DUMMY_HASH, password)
         return None
-    return Employee(login, stored[0]) if verify_password(stored[1], password) else None
+    return Employee(login, stored[0]) if await verify_password_off_loop(stored[1], password) else None
 
 
 async def add_operator(engine: AsyncEngine, login: str, name: str, password: str, now: datetime) -> bool:

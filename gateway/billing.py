@@ -4,6 +4,15 @@ Billing pulls: `lease` hands out up to `limit` accepted readings not yet committ
 live lease; `commit` records that billing has them. A lease that is not committed in time expires
 and its readings become available again, so a billing client that dies loses nothing, and the
 same reading is never in two live batches.
+
+A commit writes a "committed" notice per receipt a person sent (not a meter's own readings) into
+the `notices` outbox in its own transaction; the held-readings job tells the resident later, so a commit never waits on a channel.
+
+The SLA view lists, soonest deadline first, the accepted readings billing has not committed and
+the held ones (`needs_confirmation`, `flagged`), each with the due time set at receipt. A held
+reading keeps that due time when it is released: if the hold outlasted it, the reading is listed
+as overdue with `late_by: "hold"` (the lateness is the sender's or the back office's), otherwise
+an overdue reading is `late_by: "billing"`.
 """
 
 from __future__ import annotations
@@ -14,11 +23,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import and_, func, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.model import Status
-from gateway.store.schema import accounts, batches, meters, readings
+from gateway.model import CHANNEL_GROUP, RuleGroup, Status
+from gateway.store.schema import accounts, audit, batches, meters, readings
+from gateway.store.schema_held import FANOUT, notices
 
 READING_COLUMNS = (
     readings.c.id.label("reading_id"),
@@ -40,6 +51,17 @@ READING_COLUMNS = (
 
 
 HELD = (Status.FLAGGED, Status.NEEDS_CONFIRMATION)
+RELEASES = ("confirm", "review")  # audit actions that end a hold
+
+
+def _released_at() -> Any:
+    """When the reading's hold ended (its sender confirmed it, or the back office decided)."""
+    return (
+        select(func.max(audit.c.at))
+        .where(audit.c.reading_id == readings.c.id, audit.c.action.in_(RELEASES))
+        .scalar_subquery()
+        .label("released_at")
+    )
 
 
 def _pending() -> Any:
@@ -167,6 +189,7 @@ class Billing:
                 # Raising rolls the transaction back, so nothing of this batch is committed.
                 raise LeaseExpired(batch_id)
             await conn.execute(update(batches).where(batches.c.id == batch_id).values(committed_at=now))
+            await _notify_committed(conn, batch_id, now)
             return CommitResult(batch_id, now, batch["size"], already=False)
 
     async def backlog(self, now: datetime) -> dict[str, Any]:
@@ -192,24 +215,41 @@ class Billing:
                     )
                 ).all()
             )
+            held_overdue: dict[str, int] = dict(
+                (
+                    await conn.execute(
+                        select(readings.c.verdict, func.count())
+                        .where(readings.c.verdict.in_([s.value for s in HELD]), readings.c.due_at <= now)
+                        .group_by(readings.c.verdict)
+                    )
+                ).all()
+            )
+            late = select(readings.c.id).where(
+                pending, readings.c.due_at <= now, _released_at().self_group() >= readings.c.due_at
+            )
+            from_hold = (await conn.execute(select(func.count()).select_from(late.subquery()))).scalar_one()
         return {
             "pending": count,
             "overdue": overdue,
             "oldest_received_at": oldest.isoformat() if oldest else None,
             "oldest_age_seconds": (now - oldest).total_seconds() if oldest else 0.0,
             "next_due_at": next_due.isoformat() if next_due else None,
+            "overdue_from_hold": from_hold,
             "held": {s.value: held.get(s.value, 0) for s in HELD},
+            "held_overdue": {s.value: held_overdue.get(s.value, 0) for s in HELD},
         }
 
     async def sla(self, now: datetime, limit: int = 1000) -> dict[str, Any]:
-        """The backlog plus the pending readings themselves, soonest deadline first, overdue marked."""
+        """The backlog plus the pending and held readings themselves, soonest deadline first, each
+        with its state (`pending` for billing, `needs_confirmation`, `flagged`) and overdue marked."""
         summary = await self.backlog(now)
+        waiting = or_(_pending(), readings.c.verdict.in_([s.value for s in HELD]))
         async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(
-                    select(*READING_COLUMNS)
+                    select(*READING_COLUMNS, _released_at())
                     .select_from(_joined())
-                    .where(_pending())
+                    .where(waiting)
                     .order_by(readings.c.due_at, readings.c.id)
                     .limit(limit)
                 )
@@ -217,6 +257,41 @@ class Billing:
         listed = []
         for r in rows:
             item = reading_json(r)
-            item["overdue"] = r.due_at <= now
+            overdue = r.due_at <= now
+            item["state"] = "pending" if r.verdict == Status.ACCEPTED.value else r.verdict
+            item["overdue"] = overdue
+            item["released_at"] = r.released_at.isoformat() if r.released_at else None
+            late_by = None
+            if overdue:
+                held_past_due = r.verdict != Status.ACCEPTED.value or (
+                    r.released_at is not None and r.released_at >= r.due_at
+                )
+                late_by = "hold" if held_past_due else "billing"
+            item["late_by"] = late_by
             listed.append(item)
         return {"now": now.isoformat(), **summary, "readings": listed, "listed": len(listed)}
+
+
+# Readings a person sent or dictated; a meter's own readings (devices, Modbus, MQTT) are not told:
+# a resident would get one notice per reading the meter makes.
+TOLD_CHANNELS = tuple(c.value for c, group in CHANNEL_GROUP.items() if group is not RuleGroup.DEVICES)
+
+
+async def _notify_committed(conn: AsyncConnection, batch_id: str, now: datetime) -> None:
+    """One "committed" notice per receipt of the batch that a person sent, in the commit's
+    transaction (the held-readings job sends it once every zone of the receipt is committed)."""
+    receipts = (
+        select(
+            readings.c.inbound_id,
+            literal("committed"),
+            literal(FANOUT),
+            literal(""),
+            literal(now, notices.c.created_at.type),
+            literal(0),
+        )
+        .where(readings.c.batch_id == batch_id, readings.c.channel.in_(TOLD_CHANNELS))
+        .distinct()
+    )
+    columns = ["receipt", "kind", "channel", "recipient", "created_at", "attempts"]
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    await conn.execute(dialect.insert(notices).from_select(columns, receipts).on_conflict_do_nothing())

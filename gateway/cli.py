@@ -62,6 +62,8 @@ def demo_config(config: Config) -> Config:
         # Every resident channel on loopback: Kannel's route (call it with curl) and the FastAGI server.
         "sms": config.sms.model_copy(update={"kannel_key": config.sms.kannel_key or DEMO_KANNEL_KEY}),
         "ivr": config.ivr.model_copy(update={"enabled": True}),
+        # No SMS centre in the demo: the cabinet's sign-in codes are written to the console (log).
+        "cabinet": config.cabinet.model_copy(update={"code_to_log": True}),
     }
     mqtt = config.mqtt
     if not mqtt.enabled and _answers(mqtt.host, mqtt.port):
@@ -113,7 +115,7 @@ Simulated Modbus meters SIM-0001..3 answer on 127.0.0.1:{DEMO_MODBUS_PORT}; the 
   curl -H 'Authorization: Bearer {DEMO_BILLING_TOKEN}' {base}/api/v1/billing/sla
   curl '{base}/channels/sms/kannel?key={DEMO_KANNEL_KEY}&from=%2B79161234567&id=demo-1&text=2000001+12345'
 {mqtt_lines}
-Web cabinet: {base}/cabinet/ (account 2000001, phone digits 4567)
+Web cabinet: {base}/cabinet/ (account 2000001; the sign-in code appears in this console's log, "cabinet.code_to_log: account 2000001, Код входа ...")
 Telephone: Asterisk's AGI(agi://{config.ivr.host}:{config.ivr.port}/readings) (deploy/asterisk/extensions.conf)
 Operators' desk: {base}/operator/ (login demo, password {DEMO_OPERATOR_PASSWORD})
 Stop with Ctrl+C.""",
@@ -330,6 +332,38 @@ def cmd_operator(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_privacy_report(args: argparse.Namespace) -> int:
+    """`privacy report ACCOUNT`: what is stored about an account, in full; exit 1 when unknown."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from gateway import privacy
+    from gateway.privacy_report import privacy_report
+    from gateway.store.database import create_engine
+    from gateway.store.migrate import upgrade
+
+    config = _config(args)
+
+    async def go() -> list[str] | None:
+        engine = create_engine(config.database.url)
+        try:
+            if config.database.auto_upgrade:
+                await upgrade(engine)
+            privacy.use_secret(await privacy.load_secret(engine, config.privacy, datetime.now(UTC)))
+            return await privacy_report(engine, config, args.account)
+        finally:
+            await engine.dispose()
+
+    try:
+        lines = asyncio.run(go())
+    except (SQLAlchemyError, OSError) as exc:
+        return _database_error(exc, config.database.url)
+    if lines is None:
+        print(f"error: account {args.account} is not in the registry", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    return 0
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -384,6 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
     opsub.add_parser("hash", help="print a password hash for [operators] users").set_defaults(
         func=cmd_operator
     )
+
+    priv = sub.add_parser("privacy", help="personal data (152-FZ)")
+    privsub = priv.add_subparsers(dest="privacy_command", required=True)
+    rep = privsub.add_parser("report", help="print everything stored about an account (in full)")
+    rep.add_argument("account")
+    rep.set_defaults(func=cmd_privacy_report)
     return parser
 
 

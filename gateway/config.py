@@ -35,6 +35,26 @@ class HttpConfig(_Section):
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     shutdown_timeout_seconds: float = 10.0
+    # A slow client holds a connection no longer than this: a request's headers must be complete
+    # within header_timeout_seconds of the connection (or of the previous answer on it; also how
+    # long an idle keep-alive connection stays open), its body within body_timeout_seconds.
+    header_timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    body_timeout_seconds: float = Field(60.0, gt=0, le=3600)
+    # Reverse proxies whose X-Forwarded-For is believed (addresses or networks, e.g. "10.0.0.0/8"):
+    # the client address is then the right-most one in that header not in this list. Empty: the peer.
+    trusted_proxies: list[str] = Field(default_factory=list, max_length=100)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in value:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not an IP address or network") from exc
+        return value
 
 
 class CalendarConfig(_Section):
@@ -90,6 +110,9 @@ class SmsConfig(_Section):
     reminders: bool = True  # remind residents by SMS (needs sendsms_url)
     reminder_check_seconds: float = Field(300.0, gt=0)  # how often the reminder job looks for work
     sendsms_timeout_seconds: float = Field(10.0, gt=0)
+    # "Показания переданы в расчёт" by SMS too (to the phone the reading came from); Telegram and
+    # the cabinet always tell it. Costs an SMS per reading, hence off by default.
+    billing_notices: bool = False
 
 
 class TelegramConfig(_Section):
@@ -135,7 +158,10 @@ class IvrConfig(_Section):
     timeout_seconds: float = Field(6.0, gt=0, le=30)  # wait for a key before counting silence
     attempts: int = Field(3, ge=1, le=5)  # tries per step before the operator takes over
     operator_variable: str = "IVR_RESULT"  # set to "operator" or "done" before returning to the dialplan
-    max_calls: int = Field(200, ge=1)  # calls served at once; more get the operator at once
+    max_calls: int = Field(200, ge=1)  # calls started at once (environment read); more get the operator
+    max_connections: int = Field(400, ge=1)  # open FastAGI connections at once; more are closed at once
+    handshake_timeout_seconds: float = Field(5.0, gt=0, le=60)  # the AGI environment must arrive within
+    max_line_bytes: int = Field(8192, ge=1024, le=65536)  # a longer AGI line closes the connection
 
 
 class CabinetConfig(_Section):
@@ -147,10 +173,22 @@ class CabinetConfig(_Section):
     session_key: str = ""
     session_idle_minutes: int = Field(30, ge=1, le=24 * 60)
     cookie_secure: bool = False  # set true behind HTTPS: cookies are then never sent over plain HTTP
-    max_failures_per_account: int = Field(5, ge=1)  # failed sign-ins per account within the window
-    max_failures_per_address: int = Field(20, ge=1)  # ... and per client address
-    lockout_minutes: int = Field(15, ge=1)  # the window, and how long a locked sign-in waits
-    trust_forwarded_for: bool = False  # take the client address from X-Forwarded-For (behind a proxy)
+    # Sign-in throttling (gateway/verification.py), also for the operators' desk: failures per
+    # account (or login) from one client address that are checked at once; after them each further
+    # attempt from that address waits 2, 4, 8 ... seconds, up to lockout_minutes. Never a lockout of
+    # the account as such: the holder from another address is not slowed by a stranger's failures.
+    max_failures_per_account: int = Field(5, ge=1)
+    max_failures_per_address: int = Field(20, ge=1)  # ... and per client address over all accounts
+    lockout_minutes: int = Field(15, ge=1)  # the longest wait; counts quiet for 4x this start over
+    # Deprecated: true means http.trusted_proxies = ["127.0.0.1", "::1"] when that list is empty.
+    trust_forwarded_for: bool = False
+    # The one-time code (6 digits) sent by SMS or to the linked Telegram chat(s) is the second factor.
+    code_minutes: int = Field(5, ge=1, le=60)  # how long a code is valid
+    code_attempts: int = Field(5, ge=1, le=10)  # wrong entries that void a code
+    code_resend_seconds: int = Field(60, ge=10, le=3600)  # at most one code per account this often
+    code_to_log: bool = False  # also write codes to the gateway's log (the demo; never in production)
+    # The old factor, the last 4 digits of a registered phone, instead of a code: off (guessable).
+    phone_digits_sign_in: bool = False
 
     @field_validator("session_key")
     @classmethod
@@ -347,6 +385,62 @@ class ValidationConfig(_Section):
     devices: RuleThresholds = Field(default_factory=lambda: _default_rules()["devices"])
 
 
+class SendersConfig(_Section):
+    """`[senders]`: who may speak for an account by SMS and telephone (gateway/senders.py)."""
+
+    # A phone not registered for the account it names: refuse (the reply says how to register),
+    # hold (flagged for the back office, code unverified_sender) or accept.
+    unverified: Literal["refuse", "hold", "accept"] = "refuse"
+    # Readings per phone per clock hour (SMS and IVR together); more are refused, not decided.
+    submissions_per_hour: int = Field(20, ge=1)
+    # Where residents register a phone; said in the refusal (keep it short: one SMS).
+    register_hint: str = Field("в личном кабинете или по телефону 8-800-000-00-00", max_length=60)
+
+
+class PrivacyConfig(_Section):
+    """`[privacy]`: keyed hashes of phones and chat ids, and how long raw messages are kept (gateway/privacy.py)."""
+
+    # Key of the HMAC-SHA256 under which phones and chat ids are kept. Empty: one is generated on
+    # first start and kept in the database (better: set one here, kept apart from the database).
+    secret: str = ""
+    payload_retention_days: int = Field(90, ge=1)  # raw messages of residents are purged after this
+    purge_interval_seconds: float = Field(3600.0, gt=0)  # how often the purge job looks for work
+    purge_batch: int = Field(1000, ge=1, le=100_000)  # rows purged per transaction
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_long_enough(cls, value: str) -> str:
+        if value and len(value) < 32:
+            raise ValueError("must be at least 32 characters (e.g. from `openssl rand -base64 32`)")
+        return value
+
+
+class OpsConfig(_Section):
+    """`[ops]`: who may read `/metrics` and the details of `/healthz` (adapters/ops_http.py)."""
+
+    token: str = ""  # set: both need `Authorization: Bearer <token>`; plain /healthz stays open
+
+
+class HeldConfig(_Section):
+    """`[held]`: readings held back from billing never wait forever (adapters/held_job.py)."""
+
+    # An unanswered request to confirm is reminded once through its channel this long after receipt,
+    confirm_remind_after_hours: float = Field(6.0, gt=0, le=24 * 31)
+    # and goes to the back office (flagged) this long after receipt, at the latest at the start of
+    # the last working day before the period's cut-off.
+    escalate_after_hours: float = Field(24.0, gt=0, le=24 * 31)
+    check_seconds: float = Field(60.0, gt=0)  # how often the job looks for work
+
+    @model_validator(mode="after")
+    def _remind_before_escalating(self) -> HeldConfig:
+        if self.escalate_after_hours <= self.confirm_remind_after_hours:
+            raise ValueError(
+                f"escalate_after_hours ({self.escalate_after_hours}) must be after"
+                f" confirm_remind_after_hours ({self.confirm_remind_after_hours})"
+            )
+        return self
+
+
 class IntakeConfig(_Section):
     max_group: int = Field(4000, ge=1)  # submissions sharing one commit at most
 
@@ -366,7 +460,11 @@ class Config(_Section):
     cabinet: CabinetConfig = Field(default_factory=CabinetConfig)
     operators: OperatorsConfig = Field(default_factory=OperatorsConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    ops: OpsConfig = Field(default_factory=OpsConfig)
+    senders: SendersConfig = Field(default_factory=SendersConfig)
     intake: IntakeConfig = Field(default_factory=IntakeConfig)
+    held: HeldConfig = Field(default_factory=HeldConfig)
     modbus: ModbusConfig = Field(default_factory=ModbusConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
 

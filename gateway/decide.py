@@ -38,9 +38,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert, Update
 
+from gateway.bounds import storable, unfit_field, unprocessable
 from gateway.calendar import WorkCalendar, billing_period
 from gateway.config import Config, RuleThresholds
 from gateway.grammar import HELP_EN, HELP_RU, ParsedReading, ParseFailure, parse_message
+from gateway.group_split import Outcome, decide_apart
 from gateway.meter_cache import MeterCache, ZoneStateCache
 from gateway.model import (
     CHANNEL_GROUP,
@@ -53,16 +55,20 @@ from gateway.model import (
     Submission,
     Verdict,
 )
-from gateway.privacy import mask_phone, normalize_phone
+from gateway.privacy import mask_phone, normalize_phone, phone_hash, use_secret
+from gateway.senders import ANONYMOUS, held_for_review, rate_limited, refusal
 from gateway.store.rows import METER_INFO_COLUMNS, STATE_COLUMNS, meter_info, sqlite_time, state_from_values
 from gateway.store.schema import accounts, inbound, meter_state, meters, phones, readings, registry_version
+from gateway.store.schema_senders import count_submissions, forget_before, hour_of
 from gateway.validation.context import SECONDS_PER_DAY, MeterInfo, ZoneState
 from gateway.validation.evaluate import Evaluation, evaluate
-from gateway.validation.explain import period_ru, reason
+from gateway.validation.explain import generic, period_ru, reason
 
 log = logging.getLogger(__name__)
 
 PHONE_CHANNELS = {Channel.SMS, Channel.IVR}
+# How far a status is from plain acceptance (a hold never softens a worse verdict).
+_RANK = {Status.ACCEPTED: 0, Status.FLAGGED: 1, Status.NEEDS_CONFIRMATION: 2, Status.REJECTED: 3}
 
 
 def source_of(sub: Submission) -> str:
@@ -126,6 +132,8 @@ class _Pending:
     period: str | None = None
     inbound_row: dict[str, Any] | None = None
     reading_rows: list[dict[str, Any]] = field(default_factory=list)
+    # A phone not registered for the account it speaks for (SMS, IVR): told nothing of it.
+    unverified: bool = False
 
 
 class LockTurn:
@@ -165,23 +173,44 @@ class Decider:
     ) -> None:
         self.config = config
         self.calendar = calendar
+        if config.privacy.secret:  # in the writer process: the key comes with the configuration
+            use_secret(config.privacy.secret)
         self._postgres = postgres
         self._meters = MeterCache()  # registry rows read so far
         # The SQLite writer process keeps the zone states it has read and written (see
         # _load_states); a decider that shares its connection with other code cannot.
         self._states: ZoneStateCache | None = ZoneStateCache() if sole_writer else None
+        self._senders = config.senders
+        self._counted_hour: datetime | None = None  # the hour whose older sender counts were dropped
         self._limits: dict[RuleGroup, RuleThresholds] = {
             RuleGroup.RESIDENTS: config.validation.residents,
             RuleGroup.OPERATORS: config.validation.operators,
             RuleGroup.DEVICES: config.validation.devices,
         }
 
-    def decide_sync(self, engine: Engine, subs: list[Submission], now: datetime) -> list[Verdict]:
+    def decide_apart_sync(self, engine: Engine, subs: list[Submission], now: datetime) -> list[Outcome]:
+        """`decide_sync` on the whole group, or on its parts when that fails
+        (gateway/group_split.py): one verdict (or, past a systemic failure, error) each."""
+
+        async def attempt(part: list[Submission]) -> list[Verdict]:
+            return self.decide_sync(engine, part, now)
+
+        async def refuse(sub: Submission) -> Verdict:
+            return self.decide_sync(engine, [sub], now, refuse=True)[0]
+
+        outcomes: list[Outcome] = _run_to_completion(decide_apart(subs, attempt, refuse))
+        return outcomes
+
+    def decide_sync(
+        self, engine: Engine, subs: list[Submission], now: datetime, refuse: bool = False
+    ) -> list[Verdict]:
         """Decide and commit a group on a synchronous (sqlite3) engine, on this thread."""
         for attempt in range(3):
             try:
                 with engine.begin() as conn:
-                    verdicts: list[Verdict] = _run_to_completion(self.decide(SyncConnection(conn), subs, now))
+                    verdicts: list[Verdict] = _run_to_completion(
+                        self.decide(SyncConnection(conn), subs, now, refuse=refuse)
+                    )
                     return verdicts
             except BaseException as exc:
                 self._forget_states()  # the states of a rolled-back group were moved on
@@ -191,16 +220,28 @@ class Decider:
         raise AssertionError("unreachable")
 
     async def decide(
-        self, conn: Conn, subs: list[Submission], now: datetime, turn: LockTurn | None = None
+        self,
+        conn: Conn,
+        subs: list[Submission],
+        now: datetime,
+        turn: LockTurn | None = None,
+        refuse: bool = False,
     ) -> list[Verdict]:
         """Decide `subs` in order within the caller's transaction on `conn`; `now` is the
         moment of deciding (the clock of the gateway that received them). With `turn`, the
-        meters' state rows are locked only after the previous group has locked its own."""
+        meters' state rows are locked only after the previous group has locked its own.
+        With `refuse`, each is stored as `unprocessable` (its decision failed on its own)."""
         pending = [_Pending(s) for s in subs]
+        for p in pending:
+            unfit = unfit_field(p.sub)
+            if unfit is not None or refuse:
+                p.sub = storable(p.sub)  # before anything reaches the database
+                p.evaluation = Evaluation(Status.REJECTED, [unprocessable(unfit)])
         await self._replay_known(conn, pending)
         fresh = [p for p in pending if p.verdict is None and p.copy_of is None]
         for p in fresh:
-            if p.sub.text is not None and not p.sub.values and not p.sub.positional_values:
+            text_only = p.sub.text is not None and not (p.sub.values or p.sub.positional_values)
+            if text_only and p.evaluation is None:
                 read_text(p)
         lookup = await self._lookup(conn, [p for p in fresh if p.evaluation is None])
         for p in fresh:
@@ -209,6 +250,7 @@ class Decider:
             p.meter, problem = self._resolve(p.sub, lookup)
             if problem is not None:
                 p.evaluation = Evaluation(Status.REJECTED, [problem])
+            self._check_sender(p, lookup)
         if turn is not None:
             await turn.wait()
         states = await self._load_states(
@@ -216,9 +258,14 @@ class Decider:
         )
         if turn is not None:
             turn.taken()
+        # Counted after the meters are locked: every group takes its locks in the same order
+        # (meter states, then sender counts), so groups of several gateways cannot deadlock.
+        await self._limit_senders(conn, fresh, now)
         for p in fresh:
             if p.evaluation is None and p.meter is not None:
                 self._evaluate(p, states, now)
+            if p.unverified and p.evaluation is not None:
+                p.evaluation.reasons = [generic(r) for r in p.evaluation.reasons]
         await self._store(conn, fresh, states)
         return [self._verdict_of(p, pending) for p in pending]
 
@@ -274,11 +321,9 @@ class Decider:
         found = _Lookup()
         serials = {p.sub.meter_serial for p in fresh if p.sub.meter_serial}
         numbers = {p.sub.account for p in fresh if p.sub.account}
-        phone_list = {
-            normalize_phone(p.sub.sender)
-            for p in fresh
-            if p.sub.channel in PHONE_CHANNELS and not p.sub.meter_serial and not p.sub.account
-        }
+        # Every phone's accounts: they name the account of a bare reading and tell whether the
+        # sender is verified for the account it names.
+        phone_list = {normalize_phone(p.sub.sender) for p in fresh if p.sub.channel in PHONE_CHANNELS}
         if phone_list:
             for row in (await conn.execute(_PHONE_ACCOUNTS, {"phones": list(phone_list)})).all():
                 phone, number = row.phone, row.number
@@ -391,6 +436,57 @@ class Decider:
             )
         return candidates[0], None
 
+    def _check_sender(self, p: _Pending, lookup: _Lookup) -> None:
+        """SMS and IVR: is the sender's phone registered for the account it speaks for?
+
+        Under `refuse` an unverified sender that named an account or meter gets one answer
+        whether or not it exists, so the refusal tells nothing either."""
+        sub = p.sub
+        if sub.channel not in PHONE_CHANNELS:
+            return
+        phone = normalize_phone(sub.sender) if sub.sender != ANONYMOUS else ""
+        own = lookup.by_phone.get(phone, []) if phone else []
+        if p.meter is not None and p.meter.account in own:
+            return
+        if p.meter is None and sub.account in own:  # its own account, told what is wrong with it
+            return
+        if p.meter is None and not sub.account and not sub.meter_serial:
+            # A bare reading from an unknown phone: already "unknown_sender", which names nothing.
+            p.unverified = not own
+            return
+        p.unverified = True
+        if self._senders.unverified == "refuse":
+            p.meter = None
+            p.evaluation = Evaluation(Status.REJECTED, [refusal(self._senders)])
+
+    async def _limit_senders(self, conn: Conn, fresh: list[_Pending], now: datetime) -> None:
+        """`[senders] submissions_per_hour`: count this group's phone submissions and refuse
+        those past the limit, in the same statement that records them."""
+        by_sender: dict[str, list[_Pending]] = {}
+        for p in fresh:
+            if p.sub.channel in PHONE_CHANNELS:
+                phone = normalize_phone(p.sub.sender) if p.sub.sender != ANONYMOUS else ANONYMOUS
+                by_sender.setdefault(phone_hash(phone or ANONYMOUS), []).append(p)
+        if not by_sender:
+            return
+        window = hour_of(now)
+        if self._counted_hour != window:
+            await forget_before(conn, window)
+            self._counted_hour = window
+        before = await count_submissions(conn, window, {k: len(v) for k, v in by_sender.items()})
+        limit = self._senders.submissions_per_hour
+        for key, group in by_sender.items():
+            room = max(0, limit - before[key])
+            for p in group[room:]:
+                p.meter = None
+                p.evaluation = Evaluation(Status.REJECTED, [rate_limited(limit)])
+
+    def _told_account(self, p: _Pending) -> tuple[str | None, str | None]:
+        """The account and meter a verdict names: an unverified sender only hears its own words."""
+        if p.unverified or p.meter is None:
+            return p.sub.account, p.sub.meter_serial
+        return p.meter.account, p.meter.serial
+
     def _forget_states(self) -> None:
         if self._states is not None:
             self._states.clear()
@@ -466,6 +562,10 @@ class Decider:
             states=zone_states,
             tz=self.calendar.timezone,
         )
+        if p.unverified and self._senders.unverified == "hold" and not ev.duplicate:
+            if ev.status is not Status.REJECTED:
+                ev.reasons.append(held_for_review())
+                ev.status = max(ev.status, Status.FLAGGED, key=_RANK.__getitem__)
         if ev.duplicate or ev.status is not Status.ACCEPTED:
             return
         # Only an accepted value becomes the history later readings are judged against: one held
@@ -488,11 +588,12 @@ class Decider:
             assert ev is not None
             reason_list = [r.as_dict() for r in ev.reasons]
             reason_lists.append(reason_list)
+            told_account, told_meter = self._told_account(p)
             response = {
                 "status": ev.status.value,
                 "reasons": reason_list,
-                "account": p.meter.account if p.meter else sub.account,
-                "meter_serial": p.meter.serial if p.meter else sub.meter_serial,
+                "account": told_account,
+                "meter_serial": told_meter,
                 "period": p.period,
                 "values": {z: str(v) for z, v in ev.values.items()},
                 "duplicate_of": ev.duplicate_of,  # set after the insert when the original is in this group
@@ -605,12 +706,13 @@ class Decider:
         assert ev is not None and p.inbound_row is not None
         ids = {row["zone"]: row["id"] for row in p.reading_rows}
         receipt = ev.duplicate_of if ev.duplicate else p.inbound_row["id"]
+        told_account, told_meter = self._told_account(p)
         return Verdict(
             status=ev.status,
             reasons=tuple(ev.reasons),
             receipt=receipt,
-            account=p.meter.account if p.meter else p.sub.account,
-            meter_serial=p.meter.serial if p.meter else p.sub.meter_serial,
+            account=told_account,
+            meter_serial=told_meter,
             period=p.period,
             readings=tuple(ReadingOut(ids.get(z), z, v) for z, v in ev.values.items()),
             duplicate=ev.duplicate,

@@ -5,7 +5,11 @@ when its sender confirms it: it is judged again against the zone's current histo
 expected-consumption band waived, since the sender has vouched for the value. A `flagged` one (or
 any held reading) is accepted or rejected by an employee with a comment. Every change is written
 to `audit` with who, when, before and after; nothing is deleted.
-"""
+
+No held reading waits forever (adapters/held_job.py drives this on a clock): an unanswered
+request to confirm is `escalate`d to the back office (flagged, audit action "escalated"), and a
+reading still held when its period closes is `expire`d (rejected with reason code "expired",
+audit action "expired"), with an "expired" notice to its sender written in the same transaction."""
 
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from gateway.decide import advance_state, save_states
 from gateway.model import CHANNEL_GROUP, Channel, ReadingOut, Reason, RuleGroup, Severity, Status, Verdict
 from gateway.store.rows import METER_INFO_COLUMNS, meter_info, state_from_row
 from gateway.store.schema import accounts, audit, meter_state, meters, readings
+from gateway.store.schema_held import FANOUT, notices
 from gateway.validation.context import MeterInfo, ZoneState
 from gateway.validation.evaluate import evaluate
 from gateway.validation.explain import reason
@@ -123,6 +128,54 @@ async def review(engine: AsyncEngine, receipt: int, decision: Decision, now: dat
         )
         rows, meter = await _load(conn, receipt, None, for_update=False)
         return _verdict(rows, meter)
+
+
+JOB = "held-job"  # the actor the lifecycle job writes into the audit trail
+
+
+async def escalate(engine: AsyncEngine, receipt: int, now: datetime, why: str) -> bool:
+    """An unanswered request to confirm goes to the back office; False if it was decided meanwhile."""
+    async with engine.begin() as conn:
+        rows, meter = await _load(conn, receipt, None, for_update=engine.dialect.name == "postgresql")
+        if rows[0]["verdict"] != Status.NEEDS_CONFIRMATION.value:
+            return False
+        old = [_reason_from(d) for d in orjson.loads(rows[0]["reasons"])]
+        note = reason(
+            "escalated",
+            Severity.FLAG,
+            "Показания не подтверждены, их проверит специалист",
+            f"not confirmed by the sender: escalated to the back office ({why})",
+        )
+        group = CHANNEL_GROUP[Channel(rows[0]["channel"])]
+        await _set(conn, rows, meter, Status.FLAGGED, [*old, note], JOB, "escalated", why, now, {}, group, {})
+        return True
+
+
+async def expire(engine: AsyncEngine, receipt: int, now: datetime) -> bool:
+    """A reading still held when its period closed is rejected as expired and its sender is told
+    (an "expired" notice in the same transaction); False if it was decided meanwhile."""
+    async with engine.begin() as conn:
+        rows, meter = await _load(conn, receipt, None, for_update=engine.dialect.name == "postgresql")
+        if rows[0]["verdict"] not in HELD:
+            return False
+        old = [_reason_from(d) for d in orjson.loads(rows[0]["reasons"])]
+        note = reason(
+            "expired",
+            Severity.REJECT,
+            "Период закрыт, а показания не были подтверждены: не учтены",
+            f"the period {rows[0]['period']} closed while the reading was still {rows[0]['verdict']}",
+        )
+        group = CHANNEL_GROUP[Channel(rows[0]["channel"])]
+        comment = f"period {rows[0]['period']} closed"
+        await _set(
+            conn, rows, meter, Status.REJECTED, [*old, note], JOB, "expired", comment, now, {}, group, {}
+        )
+        await conn.execute(
+            insert(notices).values(
+                receipt=receipt, kind="expired", channel=FANOUT, recipient="", created_at=now, attempts=0
+            )
+        )
+        return True
 
 
 async def _load(

@@ -4,7 +4,9 @@ Every channel calls `Intake.submit` (or `submit_many` for a device batch). Submi
 to a single writer task that takes whatever has accumulated while the previous commit was
 running and decides all of it in one transaction: group commit. A sender is answered only after
 that transaction has committed, so an acknowledged reading survives a crash, and the cost of the
-durable commit is shared by every request that arrived meanwhile. What a decision is lives in
+durable commit is shared by every request that arrived meanwhile. A group whose transaction
+fails is decided again in parts (gateway/group_split.py), so one bad submission costs no other
+its verdict. What a decision is lives in
 gateway/decide.py; this module decides where it runs.
 """
 
@@ -19,9 +21,11 @@ from datetime import UTC, datetime
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway import privacy
 from gateway.calendar import WorkCalendar
 from gateway.config import Config
 from gateway.decide import Decider, LockTurn
+from gateway.group_split import Outcome, Partial, decide_apart
 from gateway.metrics import Metrics
 from gateway.model import Submission, Verdict
 from gateway.store.database import sqlite_file_url
@@ -109,12 +113,24 @@ class Intake:
             await self._process.close()
             self._process, self._process_for = None, None
         if self._process_for is not self.engine:  # first use, or the engine was replaced
+            await self._load_privacy_key()
             self._process_for = self.engine
             url = sqlite_file_url(self.engine)
             if url is not None:
                 self._process = await asyncio.to_thread(WriterProcess, url, self.config, self.calendar)
                 await self._process.connect()
         return self._process
+
+    async def _load_privacy_key(self) -> None:
+        """Senders are hashed with the gateway's key while deciding (gateway/privacy.py); the
+        writer process gets it with the configuration, so it is loaded before one is started. A
+        database that does not answer yet is tried again with the next engine."""
+        if self.config.privacy.secret:
+            return
+        try:
+            await privacy.prepare(self.engine, self.config, self.clock())
+        except Exception as exc:  # the intake starts anyway; its groups fail until the database is back
+            log.warning("privacy key not loaded: %s", exc)
 
     async def submit(self, sub: Submission) -> Verdict:
         """Decide one submission; returns once its verdict is durably stored."""
@@ -150,7 +166,7 @@ class Intake:
                 in_flight = set()
             started = time.perf_counter()
             process = await self._current_process()
-            decision: Awaitable[list[Verdict]]
+            decision: Awaitable[list[Outcome]]
             if process is not None:
                 # SQLite file: the writer process decides and commits the group before its
                 # verdicts come back (gateway/writer_process.py). Sent now, before anything is
@@ -164,7 +180,7 @@ class Intake:
         self,
         jobs: list[tuple[Sequence[Submission], asyncio.Future[list[Verdict]]]],
         subs: list[Submission],
-        decision: Awaitable[list[Verdict]],
+        decision: Awaitable[list[Outcome]],
         started: float,
     ) -> None:
         """Wait for a group's verdicts and hand each request its own."""
@@ -178,36 +194,54 @@ class Intake:
                 self._queue.task_done()
             return
         self.metrics.observe_group(len(subs), time.perf_counter() - started)
+        partial = isinstance(verdicts, Partial)  # a systemic failure midway through a split
         offset = 0
         for batch, fut in jobs:
             part = verdicts[offset : offset + len(batch)]
             offset += len(batch)
-            if not fut.done():
-                fut.set_result(part)
-        self.metrics.observe_verdicts(zip(subs, verdicts, strict=True))
+            if fut.done():
+                continue
+            failed = [o for o in part if isinstance(o, Exception)] if partial else None
+            if failed:
+                fut.set_exception(failed[0])
+            else:
+                fut.set_result(part)  # type: ignore[arg-type]
+        decided = [(s, v) for s, v in zip(subs, verdicts, strict=True) if isinstance(v, Verdict)]
+        self.metrics.observe_verdicts(decided if partial else zip(subs, verdicts, strict=True))  # type: ignore[arg-type]
         for _ in jobs:
             self._queue.task_done()
 
-    async def _decide_here(self, now: datetime, subs: list[Submission]) -> list[Verdict]:
-        """PostgreSQL (or an in-memory SQLite): decide on the event loop's own connection."""
+    async def _decide_here(self, now: datetime, subs: list[Submission]) -> list[Outcome]:
+        """PostgreSQL (or an in-memory SQLite): decide on the event loop's own connection.
+
+        A group that fails is decided in parts (gateway/group_split.py) under the same lock
+        turn: parts tried before it was taken keep the group's place in the order; after, a
+        later group may have locked a shared meter first, and the part waits for its commit."""
         postgres = self.engine.dialect.name == "postgresql"
         decider = self._deciders.pop() if self._deciders else Decider(self.config, self.calendar, postgres)
         turn = self._last_turn = LockTurn(self._last_turn)
+
+        def attempt(part: list[Submission]) -> Awaitable[list[Verdict]]:
+            return self._decide_with(decider, now, part, turn)
+
+        async def refuse(sub: Submission) -> Verdict:
+            return (await self._decide_with(decider, now, [sub], turn, refuse=True))[0]
+
         try:
-            return await self._decide_with(decider, now, subs, turn)
+            return await decide_apart(subs, attempt, refuse)
         finally:
             turn.taken()  # also when it failed before locking anything
             self._deciders.append(decider)
 
     async def _decide_with(
-        self, decider: Decider, now: datetime, subs: list[Submission], turn: LockTurn
+        self, decider: Decider, now: datetime, subs: list[Submission], turn: LockTurn, refuse: bool = False
     ) -> list[Verdict]:
         # A concurrent transaction may insert the same channel message id between our dedupe
         # query and our insert (another group or gateway); the retry then replays it.
         for attempt in range(3):
             try:
                 async with self.engine.begin() as conn:
-                    return await decider.decide(conn, subs, now, turn)
+                    return await decider.decide(conn, subs, now, turn, refuse=refuse)
             except IntegrityError:
                 if attempt == 2:
                     raise

@@ -190,6 +190,7 @@ REASON_PROMPTS: dict[str, str] = {
     "unknown_sender": "reason_meter",
     "account_ambiguous": "reason_meter",
     "inactive_meter": "reason_inactive",
+    "unverified_sender": "reason_account",
 }
 REASON_OTHER = "reason_other"
 # Notes said with an accepted reading (severity INFO).

@@ -79,6 +79,24 @@ class Metrics:
             ["status"],
             registry=self.registry,
         )
+        self.held_overdue = Gauge(
+            "gateway_readings_held_overdue",
+            "Held readings (by status) past the due time they got at receipt",
+            ["status"],
+            registry=self.registry,
+        )
+        self.held_events = Counter(
+            "gateway_held_events_total",
+            "What the held-readings job did: reminded (a reminder to confirm was queued), escalated, expired",
+            ["event"],
+            registry=self.registry,
+        )
+        self.notices = Counter(
+            "gateway_resident_notices_total",
+            "Notices to residents by kind (confirm_reminder, committed, expired), channel and outcome",
+            ["kind", "channel", "outcome"],
+            registry=self.registry,
+        )
 
         self._request_route: dict[str, Histogram] = {}  # route -> its labelled child, looked up once
 

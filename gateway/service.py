@@ -29,7 +29,8 @@ from adapters.app_keys import (
     MAX_BODY,
     METRICS,
 )
-from adapters.http_common import json_errors
+from adapters.http_common import body_deadline, json_errors
+from gateway import privacy
 from gateway.billing import Billing
 from gateway.calendar import WorkCalendar
 from gateway.config import Config
@@ -56,9 +57,11 @@ ADAPTERS: tuple[str, ...] = (
     "adapters.sms_twilio",
     "adapters.telegram",
     "adapters.reminders",
+    "adapters.held_job",  # after the channels it tells residents through
     "adapters.cabinet",
     "adapters.operator_desk",
     "adapters.ivr_agi",
+    "gateway.retention",  # not a channel: the purge of residents' raw messages (152-FZ)
 )
 
 
@@ -81,7 +84,11 @@ class Gateway:
 
     def build_app(self) -> web.Application:
         """The aiohttp application with every HTTP route of interfaces.md that is built so far."""
-        app = web.Application(middlewares=[json_errors], client_max_size=self.config.http.max_body_bytes)
+        http = self.config.http
+        app = web.Application(
+            middlewares=[json_errors, body_deadline(http.body_timeout_seconds)],
+            client_max_size=http.max_body_bytes,
+        )
         app[CONFIG] = self.config
         app[ENGINE] = self.engine
         app[INTAKE] = self.intake
@@ -98,6 +105,8 @@ class Gateway:
     async def start(self) -> None:
         if self.config.database.auto_upgrade:
             await upgrade(self.engine)
+        # Before anything is hashed (the SMS reply log, Telegram sources, senders' limits).
+        await privacy.prepare(self.engine, self.config, self.clock())
         if self.config.registry.csv:
             report = await import_registry(self.engine, self.config.registry.csv)
             log.info("registry %s: %s", self.config.registry.csv, report.summary().splitlines()[0])
@@ -107,7 +116,12 @@ class Gateway:
         self.calendar.preload(year, year + 1)
         await self.intake.start()
         self._runner = web.AppRunner(
-            self.build_app(), shutdown_timeout=self.config.http.shutdown_timeout_seconds, access_log=None
+            self.build_app(),
+            shutdown_timeout=self.config.http.shutdown_timeout_seconds,
+            access_log=None,
+            # aiohttp closes a connection that has not delivered a whole request head this long
+            # after it opened or after the previous answer: the header read timeout.
+            keepalive_timeout=self.config.http.header_timeout_seconds,
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.http.host, self.config.http.port, backlog=1024)

@@ -10,7 +10,9 @@ group is decided and committed (`synchronous=FULL`) before its verdicts are sent
 gateway acknowledges nothing that is not durable, exactly as when it wrote in-process.
 
 The protocol is a `multiprocessing` pipe of pickles: the gateway sends `(now, submissions)`,
-the process answers `(True, verdicts)` or `(False, exception)`, in the order the groups came.
+the process answers `(True, verdicts)` or `(False, exception)`, in the order the groups came. A
+group that fails is split and decided in parts inside the process (gateway/group_split.py), so
+the verdicts may include `unprocessable` refusals, or be a `Partial` list holding errors.
 The process ends when the pipe closes: when the gateway stops, or dies (then after the group
 in hand). It ignores SIGINT and SIGTERM, which a terminal or a service manager sends to the
 whole process group, because the gateway still needs it to finish the requests in flight while
@@ -37,7 +39,8 @@ from typing import Any
 
 from gateway.calendar import WorkCalendar
 from gateway.config import Config
-from gateway.model import Submission, Verdict
+from gateway.group_split import Outcome, Partial
+from gateway.model import Submission
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +79,7 @@ class WriterProcess:
         parent.close()
         self._writer: asyncio.StreamWriter | None = None
         self._reading: asyncio.Task[None] | None = None
-        self._waiting: deque[asyncio.Future[list[Verdict]]] = deque()  # in the order sent
+        self._waiting: deque[asyncio.Future[list[Outcome]]] = deque()  # in the order sent
         self._lost = False  # the pipe broke: this process decides nothing more
         _live.add(self)
 
@@ -96,11 +99,11 @@ class WriterProcess:
         """The process runs and its pipe works."""
         return not self._lost and self._proc.is_alive()
 
-    def decide(self, now: datetime, subs: list[Submission]) -> asyncio.Future[list[Verdict]]:
+    def decide(self, now: datetime, subs: list[Submission]) -> asyncio.Future[list[Outcome]]:
         """Hand a group to the process: the future gets its verdicts, what the process raised
         deciding it, or WriterProcessDied."""
         assert self._writer is not None, "connect() first"
-        future: asyncio.Future[list[Verdict]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
         if self._lost:
             future.set_exception(WriterProcessDied("the intake writer process is gone"))
             return future
@@ -208,7 +211,10 @@ def serve(conn: Connection, url: str, config: Config, calendar: WorkCalendar, lo
                 return
             reply: tuple[bool, Any]
             try:
-                reply = True, decider.decide_sync(engine, subs, now)
+                outcomes = decider.decide_apart_sync(engine, subs, now)  # split when it fails
+                if isinstance(outcomes, Partial):
+                    outcomes = Partial(_picklable(o) if isinstance(o, Exception) else o for o in outcomes)
+                reply = True, outcomes
             except Exception as exc:
                 reply = False, _picklable(exc)
             try:

@@ -15,8 +15,8 @@ Phases (each server and the load generator are separate processes):
    fast as it can; bearerbox -> smsbox -> the gateway (SQLite) -> replies back to fakesmsc. The
    figure is SMS per second from the first sent to the last reply received.
 
-Prints a table at the end. The per-sender reply budget is raised for the run, so every SMS is
-answered (a withheld reply would be cheaper, not dearer).
+Prints a table at the end. The per-sender reply budget and submission limit are raised for the
+run, so every SMS is decided and answered (a withheld reply or a refusal would be cheaper, not dearer).
 """
 
 from __future__ import annotations
@@ -151,6 +151,9 @@ csv = "{registry}"
 [sms]
 kannel_key = "{KEY}"
 replies_per_hour = 1000000
+
+[senders]
+submissions_per_hour = 1000000
 """,
     )
 

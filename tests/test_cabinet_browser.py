@@ -7,6 +7,7 @@ chart, signing out. A screenshot of every page is kept in test-artifacts/screens
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import AsyncIterator
@@ -16,8 +17,9 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from tests.test_cabinet import Web
-from tests.test_cabinet import web as web  # noqa: F401 - the fixture
+from tests.conftest import FakeClock
+from tests.test_cabinet import Web, start_web
+from tests.test_signin_limits import codes_in, settle
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -37,6 +39,14 @@ SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "scree
 def db_url(tmp_path: Path) -> str:
     """Browser tests run on SQLite only; the same pages are tested on both databases over HTTP."""
     return f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
+
+
+@pytest.fixture
+async def web(db_url: str, tmp_path: Path, clock: FakeClock) -> AsyncIterator[Web]:
+    """The cabinet as shipped (a one-time code, no phone digits); codes go to the log here."""
+    w = await start_web(db_url, tmp_path, clock, cabinet={"code_to_log": True})
+    yield w
+    await w.close()
 
 
 @pytest.fixture
@@ -66,7 +76,10 @@ async def check_page(page: Page, base: str) -> None:
     assert unlabelled == []
 
 
-async def test_resident_signs_in_submits_confirms_and_reads_history(web: Web, browser: Browser) -> None:
+async def test_resident_signs_in_submits_confirms_and_reads_history(
+    web: Web, browser: Browser, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
     await web.seed_history("1000001", {"T": "1000"}, {"T": "1300"})
     batch, _ = await web.gateway.billing.lease("test", 10, web.clock())
     await web.gateway.billing.commit(batch, web.clock())
@@ -81,15 +94,19 @@ async def test_resident_signs_in_submits_confirms_and_reads_history(web: Web, br
     await shot(page, "cabinet-01-sign-in")
 
     await page.get_by_label("Номер лицевого счёта").fill("1000001")
-    await page.get_by_label("Последние 4 цифры телефона").fill("0000")
+    await page.get_by_role("button", name="Получить код").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Введите код входа")
+    await check_page(page, web.base)
+    await settle(web)
+    (code,) = codes_in(caplog, "1000001")
+    wrong = f"{(int(code) + 1) % 10**6:06d}"
+    await page.get_by_label("Код из сообщения").fill(wrong)
     await page.get_by_role("button", name="Войти").click()
-    await expect(page.get_by_role("alert")).to_contain_text(
-        "Неверный номер лицевого счёта или цифры телефона"
-    )
-    await expect(page.get_by_label("Номер лицевого счёта")).to_have_attribute("aria-invalid", "true")
+    await expect(page.get_by_role("alert")).to_contain_text("Код не подходит")
+    await expect(page.get_by_label("Код из сообщения")).to_have_attribute("aria-invalid", "true")
     await shot(page, "cabinet-02-sign-in-failed")
 
-    await page.get_by_label("Последние 4 цифры телефона").fill("4567")
+    await page.get_by_label("Код из сообщения").fill(code)
     await page.get_by_role("button", name="Войти").click()
     await expect(page.get_by_role("heading", level=1)).to_have_text("Передать показания")
     field = page.get_by_label("Показания, кВт·ч")

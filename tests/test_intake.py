@@ -103,7 +103,7 @@ async def test_accepted_sms_is_stored_with_everything_billing_needs(
     [msg] = await rows(engine, inbound)
     assert msg["id"] == v.receipt
     assert (msg["channel"], msg["channel_message_id"]) == ("sms", "sms-1")
-    assert msg["source"] == "+7916*****67"
+    assert msg["source"] == "+7 9** ***-**-**"
     assert msg["received_at"] == clock.now
     assert msg["payload"] == "12345,6"
     assert '"accepted"' in msg["response"]
@@ -112,7 +112,7 @@ async def test_accepted_sms_is_stored_with_everything_billing_needs(
     assert v.readings[0].reading_id == r["id"]
     assert r["inbound_id"] == v.receipt
     assert (r["zone"], r["value"], r["verdict"], r["period"]) == ("T", "12345.6", "accepted", "2026-11")
-    assert (r["channel"], r["source"]) == ("sms", "+7916*****67")
+    assert (r["channel"], r["source"]) == ("sms", "+7 9** ***-**-**")
     assert r["received_at"] == clock.now and r["taken_at"] == clock.now
     # received Tuesday 17 Nov, 12:00 in Moscow: due by the end of Wednesday 18 Nov, Moscow time
     assert r["due_at"] == datetime(2026, 11, 18, 21, 0, tzinfo=UTC)

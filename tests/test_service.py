@@ -97,7 +97,7 @@ def test_log_lines_are_json_and_mask_phones() -> None:
     entry = orjson.loads(line)
     assert entry["level"] == "info" and entry["logger"] == "gateway.sms"
     assert "+79161234567" not in line and "9161234567" not in line
-    assert entry["msg"] == "reply to +7916*****67 sent"
+    assert entry["msg"] == "reply to +7 9** ***-**-** sent"
 
 
 async def test_bad_config_stops_start_up_naming_the_key(tmp_path: Path) -> None:

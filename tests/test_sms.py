@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.sms_twilio import signature_valid, twilio_signature, twiml
+from gateway.privacy import phone_hash
 from gateway.service import Gateway
 from gateway.store.schema import inbound, readings
 from gateway.store.schema_sms import sms_messages, sms_optouts
@@ -32,7 +33,10 @@ PHONE_2 = "+79161234568"  # account 1000002, meter M-2 (day/night)
 @pytest.fixture
 async def sms(db_url: str, tmp_path: Path, clock: FakeClock) -> AsyncIterator[Running]:
     config = make_config(
-        db_url, tmp_path, sms={"kannel_key": KEY, "twilio_auth_token": TWILIO_TOKEN, "replies_per_hour": 5}
+        db_url,
+        tmp_path,
+        sms={"kannel_key": KEY, "twilio_auth_token": TWILIO_TOKEN, "replies_per_hour": 5},
+        senders={"unverified": "accept"},  # strangers' readings are kept here; refusal: test_senders.py
     )
     gateway = Gateway(config, clock=clock)
     await gateway.start()
@@ -79,7 +83,10 @@ async def test_cyrillic_reading_is_stored_and_answered_in_ucs2(sms: Running) -> 
             )
         ).all()
         payload = (await conn.execute(select(inbound.c.payload))).scalar_one()
-    assert sorted(rows) == [("T1", "12345", "sms", "+7916*****68"), ("T2", "4567", "sms", "+7916*****68")]
+    assert sorted(rows) == [
+        ("T1", "12345", "sms", "+7 9** ***-**-**"),
+        ("T2", "4567", "sms", "+7 9** ***-**-**"),
+    ]
     assert "день 12345 ночь 4567" in payload and KEY not in payload  # raw stored, the secret not
 
 
@@ -120,7 +127,7 @@ async def test_help_and_stop_commands(sms: Running) -> None:
     _, body, _ = await kannel(sms, "СТОП", phone="8 916 123-45-68")
     assert body == "Напоминания отключены. Показания принимаем. Вернуть: СТАРТ"
     async with sms.gateway.engine.connect() as conn:
-        assert (await conn.execute(select(sms_optouts.c.phone))).scalars().all() == [PHONE_2]
+        assert (await conn.execute(select(sms_optouts.c.phone))).scalars().all() == [phone_hash(PHONE_2)]
     _, body, _ = await kannel(sms, "старт", phone="+79161234568")
     assert body == "Напоминания включены. Отключить: СТОП"
     async with sms.gateway.engine.connect() as conn:

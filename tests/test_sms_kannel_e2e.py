@@ -20,13 +20,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from adapters.reminders import ReminderJob
 from adapters.sms_kannel import KannelSendsms
 from gateway.model import Channel, Status, Submission
 from gateway.service import Gateway
-from gateway.store.schema import inbound, readings
+from gateway.store.schema import accounts, inbound, phones, readings
 from gateway.store.schema_sms import sms_messages
 from tests.conftest import FakeClock, make_config
 from tests.kannel_rig import KannelRig, Received, kannel_binaries
@@ -98,7 +98,10 @@ class World:
 async def world(db_url: str, tmp_path: Path, clock: FakeClock) -> AsyncIterator[World]:
     proxy = LossyProxy()
     proxy_port = await proxy.start()
-    config = make_config(db_url, tmp_path, sms={"kannel_key": KEY, "replies_per_hour": 3})
+    # Readings here come from phones not in the registry: kept under `accept` (refusal: test_senders.py).
+    config = make_config(
+        db_url, tmp_path, sms={"kannel_key": KEY, "replies_per_hour": 3}, senders={"unverified": "accept"}
+    )
     gateway = Gateway(config, clock=clock)
     await gateway.start()
     proxy.target = f"http://127.0.0.1:{gateway.port}"
@@ -167,6 +170,12 @@ async def test_confirmation_in_two_parts_and_reminders_through_kannel(world: Wor
         assert v.status is Status.ACCEPTED
         w.clock.advance(days=30)
     w.clock.now = w.clock.now.replace(day=17, hour=9)  # back inside a window (15th-25th), 12:00 Moscow
+    # The holder's phone: only a phone registered for the account is told its figures.
+    async with w.gateway.engine.begin() as conn:
+        account_id = (
+            await conn.execute(select(accounts.c.id).where(accounts.c.number == "1000006"))
+        ).scalar_one()
+        await conn.execute(insert(phones).values(account_id=account_id, phone="+79990000003"))
     await send(w, "+79990000003", "1000006 2400")
     (ask,) = await replies(w, "+79990000003")
     assert ask.parts == 2 and ask.coding == "udh"  # a concatenated UCS-2 SMS

@@ -1,13 +1,14 @@
 """Tables of the web cabinet and the operators' desk: sign-in attempts, sessions, staff, secrets.
 
-Rate limits are counted from `signin_attempts`, so they hold across restarts and across several
-gateway processes on one database. Nothing here is ever deleted by the gateway: attempts and
+Rate limits are the rows of `signin_throttle` (gateway/verification.py), so they hold across
+restarts and across several gateway processes on one database; `signin_attempts` logs every
+attempt that was checked. Nothing here is ever deleted by the gateway: attempts and
 sessions are the security log of the web surfaces.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, Index, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, String, Table, Text
 
 from gateway.store.schema import Id, UtcDateTime, metadata
 
@@ -58,4 +59,35 @@ web_secrets = Table(
     Column("name", String(64), primary_key=True),
     Column("value", Text, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+)
+
+# Sign-in throttles (gateway/verification.py): one row per (scope, subject, address), changed by
+# one conditional UPDATE per attempt, so that concurrent attempts in any number of gateway
+# processes cannot pass together. Times are whole seconds since the epoch: the arithmetic on them
+# (now + delay) is then the same SQL on SQLite and PostgreSQL.
+signin_throttle = Table(
+    "signin_throttle",
+    metadata,
+    Column("scope", String(16), primary_key=True),  # "account", "operator", "telegram", "code_send"
+    Column("subject", String(64), primary_key=True),  # account number or login; "*": any
+    Column("address", String(80), primary_key=True),  # client address or "chat:<id>"; "*": any
+    Column("attempts", Integer, nullable=False),  # attempts since the last success or quiet spell
+    Column("delay", Integer, nullable=False),  # seconds the last attempt set before the next one
+    Column("next_at", BigInteger, nullable=False),  # no attempt before this second
+    Column("last_at", BigInteger, nullable=False),  # the last attempt's second
+)
+
+# One-time sign-in codes of the cabinet: only a keyed hash (HMAC-SHA256) of the code is kept.
+signin_codes = Table(
+    "signin_codes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account", String(32), nullable=False),
+    Column("code_hash", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Column("attempts", Integer, nullable=False),  # wrong entries so far
+    Column("used_at", UtcDateTime(), nullable=True),  # signed in with it, or replaced by a newer code
+    Column("sent_via", String(64), nullable=False),  # "sms", "telegram", "log": where it went
+    Index("ix_signin_codes_account", "account", "id"),
 )

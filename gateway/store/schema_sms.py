@@ -5,8 +5,9 @@
   the reply stored here, byte for byte, and costs nothing against the sender's hourly budget.
   The same rows are the reply budget itself: replies sent to a sender in the last hour are
   counted here, so the limit holds across restarts and across gateway processes on one
-  database. Senders are stored as a SHA-256 of the normalised phone, never in clear.
-* `sms_optouts`: phones that answered "стоп"; they get no reminders.
+  database. Senders are stored as a keyed hash (HMAC-SHA256, gateway/privacy.py) of the
+  normalised phone, never in clear.
+* `sms_optouts`: phones that answered "стоп" (as keyed hashes); they get no reminders.
 * `reminder_log`: one row per reminder (channel, recipient, period, kind), written before it is
   sent, so that no reminder ever goes out twice, whichever process sends it. Any notifier
   channel (SMS now, Telegram later) shares it.
@@ -16,7 +17,6 @@ The core's tables (`readings`, `phones`, `meters`, ...) are only read here.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -43,7 +43,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.expression import Exists
 
-from gateway.privacy import normalize_phone
+from gateway.privacy import phone_hash
 from gateway.store.schema import Id, UtcDateTime, accounts, metadata, meters, phones, readings
 
 sms_messages = Table(
@@ -52,7 +52,7 @@ sms_messages = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("route", String(16), nullable=False),  # "kannel", "twilio"
     Column("message_id", String(128), nullable=False),  # the route's id of the inbound SMS
-    Column("sender_key", String(64), nullable=False),  # sha256 of the normalised phone
+    Column("sender_key", String(64), nullable=False),  # keyed hash of the normalised phone
     Column("received_at", UtcDateTime(), nullable=False),
     Column("kind", String(16), nullable=False),  # reading, help, confirm, stop, correct
     Column("receipt", Id, nullable=True),  # the core's inbound id of the reading it carried
@@ -66,7 +66,7 @@ sms_messages = Table(
 sms_optouts = Table(
     "sms_optouts",
     metadata,
-    Column("phone", String(20), primary_key=True),  # normalised E.164
+    Column("phone", String(64), primary_key=True),  # keyed hash of the normalised phone
     Column("at", UtcDateTime(), nullable=False),
 )
 
@@ -88,8 +88,8 @@ HOUR = timedelta(hours=1)
 
 
 def sender_key(phone: str) -> str:
-    """The stored identity of a sender: SHA-256 of the normalised phone, hex."""
-    return hashlib.sha256(normalize_phone(phone).encode()).hexdigest()
+    """The stored identity of a sender: the keyed hash of the normalised phone, hex."""
+    return phone_hash(phone)
 
 
 # -- inbound SMS ------------------------------------------------------------------------------
@@ -260,7 +260,7 @@ async def mark_answered(engine: AsyncEngine, receipt: int, status: str) -> None:
 
 async def opt_out(engine: AsyncEngine, phone: str, now: datetime) -> None:
     """Stop reminders to this phone (idempotent)."""
-    number = normalize_phone(phone)
+    number = phone_hash(phone)
     async with engine.begin() as conn:
         found = (await conn.execute(select(sms_optouts.c.phone).where(sms_optouts.c.phone == number))).first()
         if found is None:
@@ -270,21 +270,43 @@ async def opt_out(engine: AsyncEngine, phone: str, now: datetime) -> None:
 async def opt_in(engine: AsyncEngine, phone: str) -> None:
     """Reminders to this phone again, after a "стоп" (idempotent)."""
     async with engine.begin() as conn:
-        await conn.execute(delete(sms_optouts).where(sms_optouts.c.phone == normalize_phone(phone)))
+        await conn.execute(delete(sms_optouts).where(sms_optouts.c.phone == phone_hash(phone)))
 
 
 async def opted_out(conn: AsyncConnection, numbers: Collection[str]) -> set[str]:
     """Which of these normalised phones asked for no reminders."""
     if not numbers:
         return set()
+    by_hash = {phone_hash(n): n for n in numbers}
     found: set[str] = set()
-    ordered = sorted(numbers)
+    ordered = sorted(by_hash)
     for i in range(0, len(ordered), 1000):
         chunk = ordered[i : i + 1000]
         found.update(
-            (await conn.execute(select(sms_optouts.c.phone).where(sms_optouts.c.phone.in_(chunk)))).scalars()
+            by_hash[h]
+            for h in (
+                await conn.execute(select(sms_optouts.c.phone).where(sms_optouts.c.phone.in_(chunk)))
+            ).scalars()
         )
     return found
+
+
+async def hash_plain_optouts(engine: AsyncEngine) -> int:
+    """Opt-outs stored before migration 0012 held the phone itself: keep its keyed hash instead.
+
+    Run at start-up once the key is loaded (the migration cannot: it has no key); a no-op later.
+    """
+    async with engine.begin() as conn:
+        plain = (await conn.execute(select(sms_optouts).where(sms_optouts.c.phone.like("+%")))).all()
+        for row in plain:
+            key = phone_hash(row.phone)
+            await conn.execute(delete(sms_optouts).where(sms_optouts.c.phone == row.phone))
+            exists_ = (
+                await conn.execute(select(sms_optouts.c.phone).where(sms_optouts.c.phone == key))
+            ).first()
+            if exists_ is None:
+                await conn.execute(insert(sms_optouts).values(phone=key, at=row.at))
+    return len(plain)
 
 
 # -- reminders --------------------------------------------------------------------------------
@@ -293,13 +315,14 @@ async def opted_out(conn: AsyncConnection, numbers: Collection[str]) -> set[str]
 def _missing_reading(period: str) -> Exists:
     """SQL condition: the account has an active meter with no reading of `period` that counts.
 
-    A rejected reading does not count as submitted; any other verdict (accepted, held for the
-    back office or for the sender's confirmation) does, from whatever channel or device.
+    A reading that is accepted or held for the back office counts as submitted, from whatever
+    channel or device; a rejected one does not, nor one only awaiting its sender's confirmation
+    (it may never be confirmed, so the period's reminders still go).
     """
     counted = exists().where(
         readings.c.meter_id == meters.c.id,
         readings.c.period == period,
-        readings.c.verdict != "rejected",
+        readings.c.verdict.not_in(("rejected", "needs_confirmation")),
     )
     return exists().where(meters.c.account_id == accounts.c.id, meters.c.active.is_(True), ~counted)
 

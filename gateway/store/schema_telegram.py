@@ -7,7 +7,7 @@ steps of a conversation continues it, and several gateways on one PostgreSQL sha
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, ForeignKey, Index, Integer, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, ForeignKey, Index, Integer, String, Table, Text, text
 
 from gateway.store.schema import Id, UtcDateTime, metadata
 
@@ -67,4 +67,13 @@ telegram_updates = Table(
     Column("replies", Text, nullable=True),  # JSON list of Bot API calls still to make
     Column("handled_at", UtcDateTime(), nullable=True),
     Column("error", Text, nullable=True),
+)
+
+# Finished updates whose JSON is not purged yet (gateway/retention.py), as a partial index.
+UPDATES_UNPURGED = "payload <> ''"
+Index(
+    "ix_telegram_updates_unpurged",
+    telegram_updates.c.received_at,
+    sqlite_where=text(UPDATES_UNPURGED),
+    postgresql_where=text(UPDATES_UNPURGED),
 )

@@ -82,3 +82,59 @@ def period_ru(period: str, prepositional: bool = False) -> str:
     """'2026-12' -> 'декабрь' (or 'декабре' after 'в')."""
     month = int(period[5:7])
     return (MONTHS_RU_PREP if prepositional else MONTHS_RU)[month - 1]
+
+
+# What a sender not verified for the account is told instead (gateway/senders.py): the same
+# finding, in words that carry nothing of the account (no earlier values or dates, no meter
+# digits, zones or serials). Codes whose texts hold only what the sender sent, or the calendar,
+# are in SAFE_FOR_STRANGERS; any other code falls back to a word on its severity.
+GENERIC: dict[str, tuple[str, str]] = {
+    "too_many_digits": ("Слишком много цифр. Проверьте", "too many digits for the meter; check the number"),
+    "before_previous": ("Есть более поздние показания", "a later reading is already stored"),
+    "lower_than_previous": ("Меньше предыдущего показания. Проверьте", "lower than the previous reading"),
+    "rollover": ("счётчик перешёл через ноль", "counter rolled over"),
+    "impossible_consumption": ("Расход больше возможного. Проверьте", "consumption exceeds what is possible"),
+    "unexpected_consumption": ("Необычный расход", "consumption outside the expected range"),
+    "source_mismatch": ("Расходится с другими данными", "differs from other readings of the meter"),
+    "zones_mismatch": ("Число показаний не подходит к счётчику", "the values do not fit the meter's zones"),
+    "unknown_zone": ("Зона не подходит к счётчику", "a zone given is not the meter's"),
+    "inactive_meter": ("Счётчик не принимает показания. Позвоните нам", "the meter takes no readings"),
+    "meter_ambiguous": ("Не удалось определить счётчик. Позвоните нам", "the meter cannot be told"),
+    "no_meter": ("Не удалось определить счётчик. Позвоните нам", "the meter cannot be told"),
+    "meter_not_on_account": ("Счётчик не найден на этом л/с", "the meter is not on this account"),
+}
+SAFE_FOR_STRANGERS = frozenset(
+    {
+        "bad_value",
+        "no_values",
+        "not_a_reading",
+        "no_account",
+        "unknown_account",
+        "unknown_meter",
+        "unknown_sender",
+        "account_ambiguous",
+        "future_reading",
+        "too_old",
+        "next_period",
+        "confirmed",
+        "released",
+        "unverified_sender",
+        "sender_rate_limited",
+    }
+)
+_BY_SEVERITY = {
+    Severity.REJECT: ("Показание не принято", "the reading is not accepted"),
+    Severity.CONFIRM: ("Необычное показание", "the reading needs confirmation"),
+    Severity.FLAG: ("Проверим", "held for review"),
+    Severity.INFO: ("", ""),
+}
+
+
+def generic(found: Reason) -> Reason:
+    """`found` as it may be told to a sender not verified for the account."""
+    if found.code in SAFE_FOR_STRANGERS or found.code.startswith("format_"):
+        return found
+    ru, en = GENERIC.get(found.code) or _BY_SEVERITY[found.severity]
+    if found.code == "unexpected_consumption":
+        ru += ". Подтвердите или исправьте" if found.severity is Severity.CONFIRM else ". Проверим"
+    return Reason(code=found.code, severity=found.severity, message_ru=ru, message_en=en, zone=found.zone)

@@ -1,0 +1,112 @@
+"""Where the cabinet's one-time sign-in codes go: SMS to the account's registered phones through
+Kannel's sendsms (`[sms] sendsms_url`), the chats linked to the account in Telegram, and — only
+when `cabinet.code_to_log` is set, as in the demo — the gateway's log.
+
+Each sender reports whether it handed the code to at least one destination; the cabinet tries
+them all, so a resident with a phone and a linked chat gets the code in both.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from aiogram.exceptions import TelegramAPIError
+from aiogram.methods import SendMessage
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters.reminders import SendFailed
+from adapters.sms_kannel import KannelSendsms
+from gateway import accounts as registry
+from gateway.config import Config
+from gateway.privacy import mask_phone
+from gateway.store.schema import accounts
+from gateway.store.schema_telegram import telegram_links
+from gateway.verification import CodeSender
+
+if TYPE_CHECKING:
+    from adapters.telegram import TelegramChannel
+
+log = logging.getLogger(__name__)
+
+
+class SmsCodeSender:
+    """The code by SMS to every phone registered for the account."""
+
+    channel = "sms"
+
+    def __init__(self, sms: KannelSendsms) -> None:
+        self.sms = sms
+
+    async def send_code(self, engine: AsyncEngine, account: str, text: str) -> bool:
+        sent = False
+        for phone in await registry.phones_of_account(engine, account):
+            try:
+                await self.sms.send(phone, text)
+                sent = True
+            except SendFailed as exc:
+                log.warning("sign-in code to %s not sent: %s", mask_phone(phone), exc)
+        return sent
+
+
+class TelegramCodeSender:
+    """The code to every Telegram chat linked to the account."""
+
+    channel = "telegram"
+
+    def __init__(self, tg: TelegramChannel) -> None:
+        self.tg = tg
+
+    async def send_code(self, engine: AsyncEngine, account: str, text: str) -> bool:
+        query = (
+            select(telegram_links.c.chat_id)
+            .join(accounts, accounts.c.id == telegram_links.c.account_id)
+            .where(accounts.c.number == account)
+        )
+        async with engine.connect() as conn:
+            chats = list((await conn.execute(query)).scalars())
+        sent = False
+        for chat_id in chats:
+            try:
+                await self.tg.bot(SendMessage(chat_id=int(chat_id), text=text))
+                sent = True
+            except TelegramAPIError as exc:
+                log.warning("sign-in code to a Telegram chat of account %s not sent: %s", account, exc)
+        return sent
+
+
+class LogCodeSender:
+    """The demo's destination: the code in the gateway's log (never configure this in production)."""
+
+    channel = "log"
+
+    async def send_code(self, engine: AsyncEngine, account: str, text: str) -> bool:
+        if not await account_exists(engine, account):
+            return False
+        log.warning("cabinet.code_to_log: account %s, %s", account, text)
+        return True
+
+
+async def account_exists(engine: AsyncEngine, account: str) -> bool:
+    async with engine.connect() as conn:
+        found = await conn.execute(select(accounts.c.id).where(accounts.c.number == account))
+        return found.first() is not None
+
+
+def code_senders(config: Config, telegram: TelegramChannel | None) -> list[CodeSender]:
+    """The senders this configuration can use, SMS first."""
+    senders: list[CodeSender] = []
+    if config.sms.sendsms_url:
+        senders.append(SmsCodeSender(KannelSendsms(config.sms)))
+    if telegram is not None:
+        senders.append(TelegramCodeSender(telegram))
+    if config.cabinet.code_to_log:
+        senders.append(LogCodeSender())
+    return senders
+
+
+async def close_senders(senders: list[CodeSender]) -> None:
+    for sender in senders:
+        if isinstance(sender, SmsCodeSender):
+            await sender.sms.close()

@@ -1,0 +1,485 @@
+"""The held-readings job: no reading waits forever, and residents hear what became of theirs.
+
+A background task of every `meter-gateway run` (gateway/service.py supervises it). Every
+`[held] check_seconds` it:
+
+1. expires readings still held when their period closed (gateway/held.py `expire`: rejected,
+   reason "expired", an "expired" notice written with it);
+2. escalates readings whose sender has not confirmed them by their escalation time to the back
+   office (`escalate`: flagged, audit action "escalated");
+3. queues one reminder to confirm for readings past `[held] confirm_remind_after_hours`;
+4. splits every new notice of the `notices` outbox (gateway/store/schema_held.py) into one row
+   per channel and recipient, and sends those, each claimed first so it goes once.
+
+Who is told, and how:
+* "confirm_reminder" and "expired": through the reading's own channel: the Telegram chats linked
+  to the account, the registered phone the SMS came from (Kannel sendsms), the cabinet (nothing
+  sent: the page shows it). Readings taken by an operator, by telephone or by a device have no
+  such channel: they are escalated and expire without a message.
+* "committed" (billing's commit of a reading a person sent, not of a meter's own): the account's
+  linked Telegram chats and the cabinet (its history shows when billing took each reading)
+  always; by SMS to the phone an SMS reading came from only when `[sms] billing_notices` is on.
+SMS goes only 10:00-21:00 in the resident's time zone and never on a public holiday (as the
+reminders of adapters/reminders.py); a notice outside those hours waits for the next run inside.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Protocol
+
+from aiohttp import web
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from adapters.reminders import END_HOUR, GIVE_UP_AFTER, START_HOUR, JobStatus, SendFailed, account_zones
+from adapters.sms_kannel import KannelSendsms
+from adapters.telegram import TELEGRAM, TelegramChannel, TelegramNotifier, confirm_keyboard
+from gateway import held
+from gateway.calendar import WorkCalendar
+from gateway.config import Config
+from gateway.held_lifecycle import HeldReceipt, escalate_at, held_receipts, period_closes, remind_at
+from gateway.intake import Clock
+from gateway.metrics import Metrics
+from gateway.model import Channel, Status
+from gateway.privacy import mask_phones_in
+from gateway.store.schema import accounts, phones, readings
+from gateway.store.schema_held import FANOUT, notices
+from gateway.store.schema_sms import sender_key, sms_messages
+from gateway.store.schema_telegram import telegram_links
+from gateway.validation.explain import num, period_ru
+
+if TYPE_CHECKING:
+    from gateway.service import Gateway
+
+log = logging.getLogger(__name__)
+
+PAGE, PAGES = 500, 20  # notices looked at per query, and queries per run at most
+MAX_ATTEMPTS = 5  # a notice that surely did not go is retried on later runs this many times
+CABINET = "cabinet"  # shown on the cabinet's pages: recorded, nothing to send
+
+
+class Sender(Protocol):
+    """A channel that can tell a resident something (SMS through Kannel, a Telegram chat)."""
+
+    async def send(self, recipient: str, text: str, confirm_receipt: int | None) -> None:
+        """Send one message; raise SendFailed when it did not (surely) go."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What a notice needs to know about its reading."""
+
+    receipt: int
+    account_id: int
+    account: str
+    channel: str
+    period: str
+    verdict: str
+    values: dict[str, Decimal]
+    committed: bool  # every zone
+
+
+@dataclass
+class HeldJob:
+    engine: AsyncEngine
+    config: Config
+    calendar: WorkCalendar
+    clock: Clock
+    senders: dict[str, Sender]  # "sms", "telegram"
+    metrics: Metrics | None = None
+    status: JobStatus = field(default_factory=JobStatus)
+    _calendars: dict[str, WorkCalendar] = field(default_factory=dict)
+
+    async def run_once(self) -> dict[str, int]:
+        """One pass; returns what it did: expired, escalated, reminded (queued), sent."""
+        now = self.status.last_run_at = self.clock()
+        done = {"expired": 0, "escalated": 0, "reminded": 0, "sent": 0}
+        async with self.engine.connect() as conn:
+            waiting = await held_receipts(conn)
+        for h in waiting:
+            try:
+                await self._advance(h, now, done)
+            except held.NotHeld:  # gone meanwhile (a registry or database change): nothing to do
+                continue
+        if self.metrics is not None:
+            for event in ("expired", "escalated", "reminded"):
+                if done[event]:
+                    self.metrics.held_events.labels(event).inc(done[event])
+        await self._split(now)
+        done["sent"] = await self._deliver()
+        if any(done.values()):
+            log.info("held readings: %s", ", ".join(f"{k} {v}" for k, v in done.items()))
+        return done
+
+    async def _advance(self, h: HeldReceipt, now: datetime, done: dict[str, int]) -> None:
+        """Expire, escalate or queue the reminder of one held submission, whichever is due."""
+        if now >= period_closes(self.calendar, self.config, h.period):
+            done["expired"] += await held.expire(self.engine, h.receipt, now)
+            return
+        if h.verdict != Status.NEEDS_CONFIRMATION.value:
+            return
+        due = escalate_at(self.calendar, self.config, h)
+        if now >= due:
+            why = f"not confirmed by {due.isoformat(timespec='minutes')}"
+            done["escalated"] += await held.escalate(self.engine, h.receipt, now, why)
+        elif now >= remind_at(self.config, h):
+            done["reminded"] += await self._queue(h.receipt, "confirm_reminder", now)
+
+    # -- the outbox ---------------------------------------------------------------------------
+
+    async def _queue(self, receipt: int, kind: str, now: datetime) -> bool:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                _insert_ignore(conn).values(
+                    receipt=receipt, kind=kind, channel=FANOUT, recipient="", created_at=now, attempts=0
+                )
+            )
+            return bool(result.rowcount)
+
+    async def _split(self, now: datetime) -> None:
+        """Each new notice -> one row per channel and recipient (or dropped: nobody to tell)."""
+        after = 0
+        for _ in range(PAGES):
+            async with self.engine.connect() as conn:
+                fresh = list(
+                    (
+                        await conn.execute(
+                            select(notices.c.id, notices.c.receipt, notices.c.kind)
+                            .where(
+                                notices.c.channel == FANOUT, notices.c.done_at.is_(None), notices.c.id > after
+                            )
+                            .order_by(notices.c.id)
+                            .limit(PAGE)
+                        )
+                    ).all()
+                )
+            await self._split_rows(fresh, now)
+            if len(fresh) < PAGE:
+                return
+            after = fresh[-1].id
+
+    async def _split_rows(self, fresh: list[Any], now: datetime) -> None:
+        for row in fresh:
+            async with self.engine.begin() as conn:
+                info = await _receipt(conn, row.receipt)
+                if info is not None and row.kind == "committed" and not info.committed:
+                    continue  # another zone of it is still in a batch: told when all are
+                targets = [] if info is None else await self._recipients(conn, row.kind, info)
+                for channel, recipient in targets:
+                    shown = channel == CABINET
+                    await conn.execute(
+                        _insert_ignore(conn).values(
+                            receipt=row.receipt,
+                            kind=row.kind,
+                            channel=channel,
+                            recipient=recipient,
+                            created_at=now,
+                            attempts=0,
+                            done_at=now if shown else None,
+                            outcome="shown" if shown else None,
+                        )
+                    )
+                    if shown:
+                        self._count(row.kind, channel, "shown")
+                await conn.execute(
+                    update(notices)
+                    .where(notices.c.id == row.id)
+                    .values(done_at=now, outcome="split" if targets else "dropped")
+                )
+
+    async def _recipients(self, conn: AsyncConnection, kind: str, info: Receipt) -> list[tuple[str, str]]:
+        channel = info.channel
+        out: list[tuple[str, str]] = []
+        telegram = "telegram" in self.senders and (kind == "committed" or channel == Channel.TELEGRAM.value)
+        if telegram:
+            chats = await conn.execute(
+                select(telegram_links.c.chat_id)
+                .where(telegram_links.c.account_id == info.account_id)
+                .order_by(telegram_links.c.chat_id)
+            )
+            out += [("telegram", str(c)) for c in chats.scalars()]
+        sms = "sms" in self.senders and channel == Channel.SMS.value
+        if sms and (kind != "committed" or self.config.sms.billing_notices):
+            phone = await _sms_sender(conn, info)
+            if phone:
+                out.append(("sms", phone))
+        if channel == Channel.CABINET.value:  # (every reading's history shows when billing took it)
+            out.append((CABINET, ""))
+        return out
+
+    async def _deliver(self) -> int:
+        after = sent = 0
+        failures: dict[str, int] = {}  # consecutive failures by channel in this run
+        for _ in range(PAGES):
+            async with self.engine.connect() as conn:
+                due = list(
+                    (
+                        await conn.execute(
+                            select(notices.c.id, notices.c.receipt, notices.c.kind, notices.c.channel)
+                            .add_columns(notices.c.recipient)
+                            .where(
+                                notices.c.done_at.is_(None),
+                                notices.c.claimed_at.is_(None),
+                                notices.c.channel != FANOUT,
+                                notices.c.id > after,
+                            )
+                            .order_by(notices.c.id)
+                            .limit(PAGE)
+                        )
+                    ).all()
+                )
+            sent += await self._deliver_rows(due, failures)
+            if len(due) < PAGE:
+                break
+            after = due[-1].id
+        return sent
+
+    async def _deliver_rows(self, due: list[Any], failures: dict[str, int]) -> int:
+        sent = 0
+        for row in due:
+            sender = self.senders.get(row.channel)
+            if sender is None or failures.get(row.channel, 0) >= GIVE_UP_AFTER:
+                continue  # the channel is off, or down in this run
+            async with self.engine.connect() as conn:
+                info = await _receipt(conn, row.receipt)
+                zone = (await account_zones(conn, [info.account_id])).get(info.account_id) if info else None
+            if info is None or (row.kind == "confirm_reminder" and info.verdict != Status.NEEDS_CONFIRMATION):
+                await self._finish(row.id, "dropped", None)  # decided meanwhile: nothing to remind of
+                self._count(row.kind, row.channel, "dropped")
+                continue
+            if row.channel == "sms" and not self._notice_hours(zone):
+                continue  # a later run sends it, once it is daytime there
+            if not await self._claim(row.id):
+                continue  # another gateway process has it
+            try:
+                await sender.send(
+                    row.recipient,
+                    _text(row.kind, row.channel, info),
+                    info.receipt if row.kind == "confirm_reminder" else None,
+                )
+            except SendFailed as exc:
+                failures[row.channel] = failures.get(row.channel, 0) + 1
+                error = mask_phones_in(str(exc))[:500]
+                self.status.failed += 1
+                self.status.last_error = error
+                log.warning(
+                    "%s notice %s of receipt %s failed: %s", row.channel, row.kind, row.receipt, error
+                )
+                await self._give_back(row.id, error, exc.surely_not_sent)
+                continue
+            failures[row.channel] = 0
+            await self._finish(row.id, "sent", None)
+            self._count(row.kind, row.channel, "sent")
+            self.status.sent += 1
+            self.status.last_error = None
+            sent += 1
+        return sent
+
+    async def _claim(self, notice_id: int) -> bool:
+        async with self.engine.begin() as conn:
+            claimed = await conn.execute(
+                update(notices)
+                .where(notices.c.id == notice_id, notices.c.claimed_at.is_(None), notices.c.done_at.is_(None))
+                .values(claimed_at=self.clock(), attempts=notices.c.attempts + 1)
+            )
+            return claimed.rowcount == 1
+
+    async def _give_back(self, notice_id: int, error: str, surely_not_sent: bool) -> None:
+        """A notice that surely did not go is tried again later (up to MAX_ATTEMPTS); one that may
+        have gone is not, so nobody gets it twice."""
+        async with self.engine.begin() as conn:
+            attempts = (
+                await conn.execute(
+                    select(notices.c.attempts, notices.c.kind, notices.c.channel).where(
+                        notices.c.id == notice_id
+                    )
+                )
+            ).one()
+            if surely_not_sent and attempts.attempts < MAX_ATTEMPTS:
+                await conn.execute(
+                    update(notices).where(notices.c.id == notice_id).values(claimed_at=None, error=error)
+                )
+                return
+        await self._finish(notice_id, "failed", error)
+        self._count(attempts.kind, attempts.channel, "failed")
+
+    async def _finish(self, notice_id: int, outcome: str, error: str | None) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(notices)
+                .where(notices.c.id == notice_id)
+                .values(done_at=self.clock(), outcome=outcome, error=error)
+            )
+
+    def _notice_hours(self, zone: str | None) -> bool:
+        calendar = self.calendar
+        if zone and zone != str(self.calendar.timezone):
+            if zone not in self._calendars:
+                self._calendars[zone] = WorkCalendar(zone, self.config.calendar.holidays_override)
+            calendar = self._calendars[zone]
+        return calendar.quiet_hours_ok(self.clock(), START_HOUR, END_HOUR)
+
+    def _count(self, kind: str, channel: str, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.notices.labels(kind, channel, outcome).inc()
+
+    async def run_forever(self, every_seconds: float) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database may be away for a while; try again later
+                self.status.last_error = type(exc).__name__
+                log.exception("held-readings run failed")
+            await asyncio.sleep(every_seconds)
+
+
+def _insert_ignore(conn: AsyncConnection) -> Any:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(notices).on_conflict_do_nothing()
+
+
+async def _receipt(conn: AsyncConnection, receipt: int) -> Receipt | None:
+    rows = (
+        await conn.execute(
+            select(
+                readings.c.account_id,
+                accounts.c.number,
+                readings.c.channel,
+                readings.c.period,
+                readings.c.verdict,
+                readings.c.zone,
+                readings.c.value,
+                readings.c.committed_at,
+            )
+            .join(accounts, accounts.c.id == readings.c.account_id)
+            .where(readings.c.inbound_id == receipt)
+            .order_by(readings.c.zone)
+        )
+    ).all()
+    if not rows:
+        return None
+    first = rows[0]
+    return Receipt(
+        receipt=receipt,
+        account_id=first.account_id,
+        account=first.number,
+        channel=first.channel,
+        period=first.period,
+        verdict=first.verdict,
+        values={r.zone: Decimal(r.value) for r in rows},
+        committed=all(r.committed_at is not None for r in rows),
+    )
+
+
+async def _sms_sender(conn: AsyncConnection, info: Receipt) -> str | None:
+    """The registered phone of the account the SMS reading came from (the SMS log keeps only a
+    keyed hash of it); None for a sender not registered for the account."""
+    key = (
+        await conn.execute(
+            select(func.min(sms_messages.c.sender_key)).where(sms_messages.c.receipt == info.receipt)
+        )
+    ).scalar_one_or_none()
+    if key is None:
+        return None
+    registered = await conn.execute(select(phones.c.phone).where(phones.c.account_id == info.account_id))
+    return next((p for p in registered.scalars() if sender_key(p) == key), None)
+
+
+def _values(info: Receipt) -> str:
+    if list(info.values) == ["T"]:
+        return num(info.values["T"])
+    return ", ".join(f"{zone} {num(value)}" for zone, value in sorted(info.values.items()))
+
+
+def _text(kind: str, channel: str, info: Receipt) -> str:
+    """The notice as the resident reads it (one SMS part where it goes by SMS)."""
+    month = period_ru(info.period)
+    if kind == "committed":
+        return f"Показания за {month} переданы в расчёт: л/с {info.account}, {_values(info)}, квитанция № {info.receipt}."
+    if kind == "expired":
+        return (
+            f"Показания {_values(info)} (л/с {info.account}) за {month} не учтены: их не подтвердили "
+            "до закрытия приёма."
+        )
+    if channel == "sms":
+        return f"Показания {_values(info)} (л/с {info.account}) ждут подтверждения. Если верно, ответьте ДА."
+    return (
+        f"Напоминаем: показания {_values(info)} (л/с {info.account}) ждут вашего подтверждения. "
+        "Если всё верно, нажмите «Подтвердить»; если ошиблись — «Исправить»."
+    )
+
+
+# -- wiring -----------------------------------------------------------------------------------
+
+
+class SmsSender:
+    """Notices by SMS through Kannel's sendsms (`[sms] sendsms_url`)."""
+
+    def __init__(self, config: Config) -> None:
+        self.inner = KannelSendsms(config.sms)
+
+    async def send(self, recipient: str, text: str, confirm_receipt: int | None) -> None:
+        await self.inner.send(recipient, text)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class TelegramSender:
+    """Notices to linked chats through the Telegram channel's bot; a reminder to confirm carries
+    the same "Подтвердить" / "Исправить" buttons as the first answer."""
+
+    def __init__(self, tg: TelegramChannel) -> None:
+        self.inner = TelegramNotifier(tg)
+
+    async def send(self, recipient: str, text: str, confirm_receipt: int | None) -> None:
+        markup = confirm_keyboard(confirm_receipt) if confirm_receipt is not None else None
+        await self.inner.send(recipient, text, markup)
+
+
+def senders_of(gateway: Gateway, app: web.Application) -> dict[str, Sender]:
+    """The channels this gateway can tell residents through."""
+    out: dict[str, Sender] = {}
+    if gateway.config.sms.sendsms_url:
+        out["sms"] = SmsSender(gateway.config)
+    tg = app.get(TELEGRAM)
+    if tg is not None:
+        out["telegram"] = TelegramSender(tg)
+    return out
+
+
+_JOBS: weakref.WeakKeyDictionary[Gateway, HeldJob] = weakref.WeakKeyDictionary()
+
+
+def held_job(gateway: Gateway) -> HeldJob:
+    """The gateway's held-readings job (tests run its passes themselves on a controlled clock)."""
+    return _JOBS[gateway]
+
+
+def install(gateway: Gateway, app: web.Application) -> None:
+    """Run the held-readings job as a background task of every gateway."""
+    senders = senders_of(gateway, app)
+    job = _JOBS[gateway] = HeldJob(
+        gateway.engine, gateway.config, gateway.calendar, gateway.clock, senders, gateway.metrics
+    )
+
+    async def held_readings(gw: Gateway) -> None:
+        try:
+            await job.run_forever(gw.config.held.check_seconds)
+        finally:
+            for sender in senders.values():
+                if isinstance(sender, SmsSender):
+                    await sender.close()
+
+    gateway.background.append(held_readings)
+    gateway.health_probes["held"] = job.status.probe
