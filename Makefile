@@ -25,6 +25,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy gateway adapters load_tests
+	$(BIN)/lint-imports
 
 test: system-deps $(STAMP) postgres lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider

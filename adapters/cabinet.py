@@ -2,23 +2,20 @@
 
 Server-rendered Russian pages (Jinja2, no JavaScript, no external resources). A resident signs
 in with the account number and a one-time code of 6 digits sent by SMS to the phones registered
-for it and to its linked Telegram chats (adapters/code_senders.py); the pages say the same
-whether or not the account exists. Optionally (`cabinet.phone_digits_sign_in`) the last four
-digits of a registered phone instead. Attempts are throttled per account and client address
-(gateway/verification.py) before the code or digits are compared. A submitted
+for it and to its linked Telegram chats; the pages say the same whether or not the account
+exists. Optionally (`verification.phone_digits`) the last four digits of a registered phone
+instead. Both are the one verification of residents (gateway/verification.py), throttled per
+account and client address before the code or digits are compared. A submitted
 form becomes a `Submission(channel=CABINET)`; the page then shows the verdict with its
 explanation, and a reading that needs confirmation can be confirmed (`gateway.held.confirm`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import hmac
 import logging
 import re
 import secrets
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -26,11 +23,10 @@ import orjson
 from aiohttp import web
 from aiohttp_session import get_session
 from markupsafe import Markup
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters import web_auth
 from adapters.app_keys import CLOCK, CONFIG, ENGINE, INTAKE
-from adapters.code_senders import account_exists, close_senders, code_senders
+from adapters.code_senders import VERIFIER, shared_verifier
 from adapters.svg_chart import bar_chart
 from adapters.web_auth import ZONE_LABEL, period_name, render
 from gateway import accounts, held, verification
@@ -55,48 +51,27 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
-@dataclass
-class SignInCodes:
-    """The cabinet's code senders, the codes' key, and the sends under way (awaited at shutdown)."""
-
-    config: Config
-    senders: list[verification.CodeSender]
-    key: bytes = b""
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-
-    def send_later(self, engine: AsyncEngine, account: str, address: str, now: datetime) -> None:
-        """Send in the background: the answer takes as long whether the account exists or not."""
-        task = asyncio.create_task(self._send(engine, account, address, now))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _send(self, engine: AsyncEngine, account: str, address: str, now: datetime) -> None:
-        cab = self.config.cabinet
-        try:
-            _, wide = web_auth.rules(cab)
-            if await verification.reserve(engine, verification.Key("code_send", "*", address), wide, now):
-                return  # this address asked for too many codes lately
-            if not account or not await account_exists(engine, account):
-                return
-            resend = cab.code_resend_seconds
-            once = verification.Rule(free=1, cap=resend, base=resend, forget=resend)
-            if await verification.reserve(engine, verification.Key("code_send", account, "*"), once, now):
-                return  # a code went out lately; it is still valid
-            via = ",".join(s.channel for s in self.senders)
-            code = await verification.issue_code(engine, self.key, account, now, cab.code_minutes, via)
-            text = verification.code_text(code, cab.code_minutes)
-            delivered = [s.channel for s in self.senders if await s.send_code(engine, account, text)]
-            log.info("sign-in code for account %s: sent via %s", account, ",".join(delivered) or "nothing")
-        except Exception:
-            log.exception("sign-in code for account %s not sent", account)
-
-    async def close(self) -> None:
-        if self.tasks:
-            await asyncio.gather(*self.tasks, return_exceptions=True)
-        await close_senders(self.senders)
+# The cabinet's code: to every sender (SMS to the registered phones, the linked Telegram chats).
+PURPOSE = verification.Purpose(
+    "cabinet",
+    "Код входа в личный кабинет: {code}. Действует {minutes} мин. Никому его не сообщайте, даже сотрудникам.",
+)
 
 
-CODES = web.AppKey("cabinet_codes", SignInCodes)
+def _send_code(request: web.Request, account: str) -> None:
+    """A code for the account, sent in the background (the answer takes as long whether the
+    account exists or not); this address over all accounts asks at most as often as it may sign in."""
+    config: Config = request.config_dict[CONFIG]
+    address = web_auth.client_address(request, web_auth.trusted_networks(config))
+    _, wide = web_auth.rules(config.cabinet)
+    request.config_dict[VERIFIER].send_code_later(
+        request.config_dict[ENGINE],
+        account,
+        PURPOSE,
+        verification.Key("code_send", verification.ANY, address),
+        wide,
+        request.config_dict[CLOCK](),
+    )
 
 
 async def _account(request: web.Request) -> str:
@@ -113,7 +88,7 @@ def _digits(text: object, limit: int) -> str:
 
 def _login_context(request: web.Request, error: str | None, account: str) -> dict[str, Any]:
     config: Config = request.config_dict[CONFIG]
-    return {"error": error, "account": account, "digits": config.cabinet.phone_digits_sign_in}
+    return {"error": error, "account": account, "digits": config.verification.phone_digits}
 
 
 @routes.get("/login")
@@ -132,21 +107,19 @@ def _too_many(wait: int) -> str:
 async def login(request: web.Request) -> web.Response:
     """Step one: the account number; a code goes to its holder and the code page follows.
 
-    With `phone_digits_sign_in` on and digits typed, those are checked here instead."""
+    With `verification.phone_digits` on and digits typed, those are checked here instead."""
     config: Config = request.config_dict[CONFIG]
     form = await request.post()
     typed = web_auth.printable(str(form.get("account", "")))[:64]
     account = _digits(typed, 32)
     digits = _digits(form.get("phone_digits", ""), 8)
-    if config.cabinet.phone_digits_sign_in and digits:
+    if config.verification.phone_digits and digits:
         return await _digits_sign_in(request, typed, account, digits)
-    codes = request.config_dict[CODES]
-    if not codes.senders:
+    if not request.config_dict[VERIFIER].can_send(PURPOSE):
         return await render(request, "cabinet_login.html", _login_context(request, NO_CHANNEL, typed))
     session = await get_session(request)
     session["pending"] = account
-    address = web_auth.client_address(request, web_auth.trusted_networks(config))
-    codes.send_later(request.config_dict[ENGINE], account, address, request.config_dict[CLOCK]())
+    _send_code(request, account)
     raise web.HTTPSeeOther(HOME + "login/code")
 
 
@@ -163,8 +136,8 @@ def _code_context(request: web.Request, error: str | None) -> dict[str, Any]:
     config: Config = request.config_dict[CONFIG]
     return {
         "error": error,
-        "minutes": config.cabinet.code_minutes,
-        "resend": config.cabinet.code_resend_seconds,
+        "minutes": config.verification.code_minutes,
+        "resend": config.verification.code_resend_seconds,
     }
 
 
@@ -183,17 +156,13 @@ async def enter_code(request: web.Request) -> web.Response:
     address = web_auth.client_address(request, web_auth.trusted_networks(config))
     subject = account or "-"
     keys = web_auth.sign_in_keys(config.cabinet, SCOPE, subject, address)
-    wait = await verification.reserve_all(engine, keys, now)
-    if wait:
-        return await render(request, "cabinet_code.html", _code_context(request, _too_many(wait)), status=429)
-    codes = request.config_dict[CODES]
-    ok = bool(account) and await verification.check_code(
-        engine, codes.key, account, code, now, config.cabinet.code_attempts
-    )
-    await web_auth.record_sign_in(engine, SCOPE, subject, address, ok, now)
-    if not ok:
+    outcome = await request.config_dict[VERIFIER].check_code(engine, account, PURPOSE, code, keys, now)
+    if not outcome.checked:
+        context = _code_context(request, _too_many(outcome.wait))
+        return await render(request, "cabinet_code.html", context, status=429)
+    await web_auth.record_sign_in(engine, SCOPE, subject, address, outcome.ok, now)
+    if not outcome.ok:
         return await render(request, "cabinet_code.html", _code_context(request, CODE_FAILED), status=401)
-    await verification.clear(engine, keys[-1][0])
     await web_auth.open_session(request, SCOPE, account, {"account": account}, address)
     raise web.HTTPSeeOther(HOME)
 
@@ -206,13 +175,10 @@ async def resend(request: web.Request) -> web.Response:
     account = session.get("pending")
     if not isinstance(account, str):
         raise web.HTTPSeeOther(HOME + "login")
-    address = web_auth.client_address(request, web_auth.trusted_networks(config))
-    request.config_dict[CODES].send_later(
-        request.config_dict[ENGINE], account, address, request.config_dict[CLOCK]()
-    )
+    _send_code(request, account)
     await web_auth.notify(
         request,
-        f"Если с прошлой отправки прошло больше {config.cabinet.code_resend_seconds} секунд, "
+        f"Если с прошлой отправки прошло больше {config.verification.code_resend_seconds} секунд, "
         "мы отправили новый код; прежний больше не действует.",
     )
     raise web.HTTPSeeOther(HOME + "login/code")
@@ -226,21 +192,15 @@ async def _digits_sign_in(request: web.Request, typed: str, account: str, digits
     address = web_auth.client_address(request, web_auth.trusted_networks(config))
     subject = account or typed.strip()[:32] or "-"
     keys = web_auth.sign_in_keys(config.cabinet, SCOPE, subject, address)
-    wait = await verification.reserve_all(engine, keys, now)
-    if wait:
-        context = _login_context(request, _too_many(wait), typed)
+    outcome = await request.config_dict[VERIFIER].check_digits(engine, account, digits, keys, now)
+    if not outcome.checked:
+        context = _login_context(request, _too_many(outcome.wait), typed)
         return await render(request, "cabinet_login.html", context, status=429)
-    phones = await accounts.phones_of_account(engine, account) if account else []
-    # Compare against every registered phone (and a dummy when there is none) in constant time.
-    ok = False
-    for phone in phones or ["+00000000000"]:
-        ok |= hmac.compare_digest(phone[-4:].encode(), digits.encode()) and bool(phones) and len(digits) == 4
-    await web_auth.record_sign_in(engine, SCOPE, subject, address, ok, now)
-    if not ok:
+    await web_auth.record_sign_in(engine, SCOPE, subject, address, outcome.ok, now)
+    if not outcome.ok:
         return await render(
             request, "cabinet_login.html", _login_context(request, SIGN_IN_FAILED, typed), status=401
         )
-    await verification.clear(engine, keys[-1][0])
     await web_auth.open_session(request, SCOPE, account, {"account": account}, address)
     raise web.HTTPSeeOther(HOME)
 
@@ -400,20 +360,8 @@ async def consumption_charts(engine: Any, number: str, now: Any) -> list[dict[st
 
 
 def install(gateway: Gateway, app: web.Application) -> None:
-    """Mount `/cabinet/` unless `[cabinet] enabled = false`, with its code senders."""
+    """Mount `/cabinet/` unless `[cabinet] enabled = false`, with the verification of residents."""
     if not gateway.config.cabinet.enabled:
         return
-    from adapters.telegram import TELEGRAM  # installed before the cabinet (gateway/service.py)
-
-    codes = SignInCodes(gateway.config, code_senders(gateway.config, app.get(TELEGRAM)))
-    app[CODES] = codes
-
-    async def start(_app: web.Application) -> None:
-        codes.key = await verification.code_key(gateway.engine, gateway.clock())
-
-    async def stop(_app: web.Application) -> None:
-        await codes.close()
-
-    app.on_startup.append(start)
-    app.on_cleanup.append(stop)
+    shared_verifier(app)
     web_auth.mount_site(gateway, app, HOME, "mg_cabinet", routes, "cabinet")

@@ -1,9 +1,11 @@
-"""Where the cabinet's one-time sign-in codes go: SMS to the account's registered phones through
-Kannel's sendsms (`[sms] sendsms_url`), the chats linked to the account in Telegram, and — only
-when `cabinet.code_to_log` is set, as in the demo — the gateway's log.
+"""Where residents' one-time codes go (gateway/verification.py): SMS to the account's registered
+phones through Kannel's sendsms (`[sms] sendsms_url`), the chats linked to the account in
+Telegram, and — only when `verification.code_to_log` is set, as in the demo — the gateway's log.
 
-Each sender reports whether it handed the code to at least one destination; the cabinet tries
-them all, so a resident with a phone and a linked chat gets the code in both.
+Each sender reports whether it handed the code to at least one destination; the verifier tries
+every sender the door's purpose allows, so a resident with a phone and a linked chat gets a
+cabinet code in both. `shared_verifier` gives every door the one `Verifier` of the application,
+its senders chosen at start-up, when every door is installed (whatever their order).
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from typing import TYPE_CHECKING
 
 from aiogram.exceptions import TelegramAPIError
 from aiogram.methods import SendMessage
+from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters.app_keys import CLOCK, CONFIG, ENGINE
 from adapters.reminders import SendFailed
 from adapters.sms_kannel import KannelSendsms
 from gateway import accounts as registry
@@ -23,7 +27,7 @@ from gateway.config import Config
 from gateway.privacy import mask_phone
 from gateway.store.schema import accounts
 from gateway.store.schema_telegram import telegram_links
-from gateway.verification import CodeSender
+from gateway.verification import CodeSender, Verifier
 
 if TYPE_CHECKING:
     from adapters.telegram import TelegramChannel
@@ -84,7 +88,7 @@ class LogCodeSender:
     async def send_code(self, engine: AsyncEngine, account: str, text: str) -> bool:
         if not await account_exists(engine, account):
             return False
-        log.warning("cabinet.code_to_log: account %s, %s", account, text)
+        log.warning("verification.code_to_log: account %s, %s", account, text)
         return True
 
 
@@ -101,7 +105,7 @@ def code_senders(config: Config, telegram: TelegramChannel | None) -> list[CodeS
         senders.append(SmsCodeSender(KannelSendsms(config.sms)))
     if telegram is not None:
         senders.append(TelegramCodeSender(telegram))
-    if config.cabinet.code_to_log:
+    if config.verification.code_to_log:
         senders.append(LogCodeSender())
     return senders
 
@@ -110,3 +114,32 @@ async def close_senders(senders: list[CodeSender]) -> None:
     for sender in senders:
         if isinstance(sender, SmsCodeSender):
             await sender.sms.close()
+
+
+VERIFIER = web.AppKey("verifier", Verifier)
+
+
+def shared_verifier(app: web.Application) -> Verifier:
+    """The application's one `Verifier`, made by the first door that asks for it. Its senders
+    are chosen when the application starts (the Telegram channel may be installed after the
+    door), its key is loaded then, and the sends under way are awaited at shutdown."""
+    found = app.get(VERIFIER)
+    if found is not None:
+        return found
+    config = app[CONFIG]
+    verifier = Verifier(config.verification)
+    app[VERIFIER] = verifier
+
+    async def start(app: web.Application) -> None:
+        from adapters.telegram import TELEGRAM
+
+        verifier.senders = code_senders(config, app.get(TELEGRAM))
+        await verifier.start(app[ENGINE], app[CLOCK]())
+
+    async def stop(_app: web.Application) -> None:  # before the bot's session is closed
+        await verifier.close()
+        await close_senders(verifier.senders)
+
+    app.on_startup.append(start)
+    app.on_shutdown.append(stop)
+    return verifier

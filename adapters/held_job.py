@@ -468,10 +468,17 @@ def held_job(gateway: Gateway) -> HeldJob:
 
 def install(gateway: Gateway, app: web.Application) -> None:
     """Run the held-readings job as a background task of every gateway."""
-    senders = senders_of(gateway, app)
+    senders: dict[str, Sender] = {}
     job = _JOBS[gateway] = HeldJob(
         gateway.engine, gateway.config, gateway.calendar, gateway.clock, senders, gateway.metrics
     )
+
+    async def find_senders(_app: web.Application) -> None:
+        # On start-up, not now: the doors are installed in no particular order, and the
+        # Telegram bot this job tells residents through may not be installed yet.
+        senders.update(senders_of(gateway, app))
+
+    app.on_startup.append(find_senders)
 
     async def held_readings(gw: Gateway) -> None:
         try:

@@ -13,6 +13,11 @@ The handlers only translate: a reading becomes a `Submission` for the intake (ch
 `telegram`, sender the chat id, `channel_message_id` the update_id, `raw` the update JSON), and
 the `Verdict` becomes a Russian message, with "Подтвердить"/"Исправить" buttons when the value
 needs the resident's confirmation (`gateway.held.confirm`).
+
+Linking a chat to an account uses the one verification of residents (gateway/verification.py,
+the same as the cabinet's sign-in): the shared contact (Telegram's proof of the phone), a code
+sent by SMS to the registered phones (`LINK_CODE`, never to a chat), or, only with
+`verification.phone_digits`, the last 4 digits of a registered phone.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ from aiogram.types.update import UpdateTypeLookupError
 from aiohttp import web
 from pydantic import ValidationError
 
+from adapters.code_senders import shared_verifier
 from adapters.http_common import ApiError, error_response, json_response
 from adapters.reminders import DueReminder, SendFailed, add_notifier
 from adapters.telegram_storage import DatabaseStorage, Db, FsmChanges, TelegramStore
@@ -75,7 +81,7 @@ from gateway.intake import Clock, Intake
 from gateway.model import Channel, Severity, Status, Submission, Verdict
 from gateway.privacy import chat_ref, mask_phones_in
 from gateway.validation.explain import num, period_ru
-from gateway.verification import Key, Rule
+from gateway.verification import ANY, Checked, Key, Purpose, Rule, Verifier
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -97,9 +103,34 @@ Outcome = Literal["done", "duplicate", "retry", "failed", "ignored"]
 
 LINK_PROMPT = "Чтобы передавать показания, привяжите лицевой счёт: нажмите /start."
 ASK_ACCOUNT = "Пришлите номер лицевого счёта (5-12 цифр, он есть в квитанции).\nОтменить: /cancel"
+SHARE_BUTTON = "📱 Поделиться номером"
+CODE_BUTTON = "✉️ Получить код по SMS"
 ASK_FACTOR = (
     "Подтвердите, что это ваш л/с {account}: нажмите «Поделиться номером» (телефон должен быть тот, "
-    "что указан в договоре) или пришлите последние 4 цифры этого телефона."
+    "что указан в договоре)"
+)
+ASK_CODE = " или «Получить код по SMS»: код придёт на телефон, указанный в договоре"
+ASK_DIGITS = ". Можно также прислать последние 4 цифры этого телефона"
+CODE_SENT = (
+    "Если номер л/с указан верно и для него указан телефон, мы отправили на этот телефон SMS "
+    "с кодом из 6 цифр. Пришлите код сюда, он действует {minutes} мин. Новый код можно получить "
+    "не раньше чем через {resend} с. Отменить: /cancel"
+)
+CODE_FAILED = (
+    "Код не подходит: он неверный, устарел или уже использован. Проверьте его или получите новый: "
+    "«Получить код по SMS». Отменить: /cancel"
+)
+FACTOR_MISMATCH = (
+    "Не совпадает с телефоном, указанным для л/с {account}. Проверьте номер л/с и телефон "
+    "и попробуйте снова, или /cancel."
+)
+# The linking code goes by SMS to the account's registered phones (or, in the demo, to the log),
+# never to a Telegram chat: not to the one asking, nor to the chats linked already.
+LINK_CODE = Purpose(
+    "telegram",
+    "Код для привязки Telegram к лицевому счёту: {code}. Действует {minutes} мин. "
+    "Никому его не сообщайте, даже сотрудникам.",
+    frozenset({"sms", "log"}),
 )
 HELP = (
     "Как передать показания:\n"
@@ -199,7 +230,7 @@ def choice_keyboard(items: list[tuple[str, str]]) -> InlineKeyboardMarkup:
 
 class Link(StatesGroup):
     account = State()  # waiting for the account number
-    factor = State()  # waiting for the contact or the last 4 digits of the registered phone
+    factor = State()  # waiting for the contact, the code from the SMS (or, when enabled, 4 digits)
 
 
 class Flow(StatesGroup):
@@ -303,8 +334,17 @@ def _int(value: Any) -> int | None:
 class TelegramChannel:
     """The bot, its dispatcher and the channel's state, shared by the webhook and the poller."""
 
-    def __init__(self, config: Config, engine: AsyncEngine, intake: Intake, clock: Clock) -> None:
+    def __init__(
+        self,
+        config: Config,
+        engine: AsyncEngine,
+        intake: Intake,
+        clock: Clock,
+        verifier: Verifier | None = None,
+    ) -> None:
         self.config = config
+        # The one verification of residents (gateway/verification.py), shared with the cabinet.
+        self.verifier = verifier or Verifier(config.verification)
         self.settings: TelegramConfig = config.telegram
         self.engine = engine
         self.intake = intake
@@ -345,6 +385,12 @@ class TelegramChannel:
             log.info("telegram update %s carries no event type this bot knows; ignored", uid)
             return "ignored"
         chat = chat_of(update)
+        sender = getattr(getattr(parsed.event, "from_user", None), "id", None)
+        if any(not -(2**63) <= i < 2**63 for i in (uid, chat, sender) if isinstance(i, int)):
+            # Telegram's ids fit in 52 bits; one that no BIGINT column can hold is not from it.
+            self.ignored += 1
+            log.info("telegram update %s has an id out of range; ignored", uid)
+            return "ignored"
         async with self.locks.hold(chat if chat is not None else ("update", uid)):
             user = getattr(getattr(parsed.event, "from_user", None), "id", None)
             fsm_key = self.fsm.key_name(bot_id, chat, user) if chat is not None and user is not None else None
@@ -457,20 +503,24 @@ class TelegramChannel:
 
     # -- linking ------------------------------------------------------------------------------
 
+    def chat_rule(self) -> Rule:
+        """What one chat may try over all accounts (and how many codes it may ask for)."""
+        s = self.settings
+        return Rule(2 * s.link_max_failures, s.link_window_minutes * 60)
+
     def link_keys(self, chat_id: int, account: str, method: str) -> list[tuple[Key, Rule]]:
         """The throttles of one linking attempt (gateway/verification.py), reserved before the
-        factor is checked: the chat over all accounts, the account from this chat, and, for the
-        guessable last digits only, the account from any chat. A shared contact is Telegram's
-        own proof of the phone: a stranger's guessing never slows the holder sharing theirs."""
+        factor is checked: the chat over all accounts, for the guessable last digits the account
+        from any chat, then the account from this chat (the pair a success clears). A shared
+        contact is Telegram's own proof of the phone, and a code is void after its own attempts
+        from all chats together: a stranger's guessing never slows the holder down."""
         s = self.settings
         cap = s.link_window_minutes * 60
         chat = f"chat:{chat_id}"
-        keys = [
-            (Key("telegram", "*", chat), Rule(2 * s.link_max_failures, cap)),
-            (Key("telegram", account or "-", chat), Rule(s.link_max_failures, cap)),
-        ]
-        if method != "contact":
-            keys.append((Key("telegram", account or "-", "*"), Rule(s.link_max_failures_per_account, cap)))
+        keys = [(Key("telegram", ANY, chat), self.chat_rule())]
+        if method == "last4":
+            keys.append((Key("telegram", account or "-", ANY), Rule(s.link_max_failures_per_account, cap)))
+        keys.append((Key("telegram", account or "-", chat), Rule(s.link_max_failures, cap)))
         return keys
 
     # -- background ---------------------------------------------------------------------------
@@ -618,42 +668,62 @@ async def _start_link(tg: TelegramChannel, chat_id: int, state: FSMContext, firs
     await tg.say(chat_id, intro + ASK_ACCOUNT)
 
 
+def _factor_keyboard(tg: TelegramChannel) -> ReplyKeyboardMarkup:
+    row = [KeyboardButton(text=SHARE_BUTTON, request_contact=True)]
+    if tg.verifier.can_send(LINK_CODE):
+        row.append(KeyboardButton(text=CODE_BUTTON))
+    return ReplyKeyboardMarkup(keyboard=[row], resize_keyboard=True, one_time_keyboard=True)
+
+
 async def _ask_factor(tg: TelegramChannel, chat_id: int, account: str, state: FSMContext) -> None:
+    """The second factor: the same words whether the account exists or not."""
     await remember(state, Link.factor, {"link_account": account})
-    keyboard = ReplyKeyboardMarkup(
-        keyboard=[[KeyboardButton(text="📱 Поделиться номером", request_contact=True)]],
-        resize_keyboard=True,
-        one_time_keyboard=True,
-    )
-    await tg.say(chat_id, ASK_FACTOR.format(account=account), keyboard)
+    text = ASK_FACTOR.format(account=account)
+    if tg.verifier.can_send(LINK_CODE):
+        text += ASK_CODE
+    if tg.verifier.settings.phone_digits:
+        text += ASK_DIGITS
+    await tg.say(chat_id, text + ".", _factor_keyboard(tg))
+
+
+async def _send_link_code(tg: TelegramChannel, chat_id: int, state: FSMContext) -> None:
+    """A code by SMS to the account's registered phones, in the background; the chat is told the
+    same whether the account exists, has a phone, or asked too often."""
+    account = str((await state.get_data()).get("link_account") or "")
+    if tg.verifier.can_send(LINK_CODE):
+        requester = Key("code_send", ANY, f"chat:{chat_id}")
+        tg.verifier.send_code_later(tg.db.engine, account, LINK_CODE, requester, tg.chat_rule(), tg.clock())
+    s = tg.verifier.settings
+    await tg.say(chat_id, CODE_SENT.format(minutes=s.code_minutes, resend=s.code_resend_seconds))
 
 
 async def _check_factor(
     tg: TelegramChannel, message: Message, state: FSMContext, method: str, proof: str
 ) -> None:
-    """Link when the second factor matches the registry; count and limit the failures."""
+    """Link when the second factor is right (gateway/verification.py, after the throttles)."""
     chat_id = message.chat.id
     account = str((await state.get_data()).get("link_account") or "")
     keys = tg.link_keys(chat_id, account, method)
-    wait = await verification.reserve_all(tg.db.engine, keys, tg.clock())
-    if wait:
+    engine, now, verifier = tg.db.engine, tg.clock(), tg.verifier
+    outcome: Checked
+    if method == "contact":
+        outcome = await verifier.check_phone(engine, account, proof, keys, now)
+    elif method == "code":
+        outcome = await verifier.check_code(engine, account, LINK_CODE, proof, keys, now)
+    else:
+        outcome = await verifier.check_digits(engine, account, proof, keys, now)
+    if not outcome.checked:
         await remember(state, None, {})
         await tg.say(
             chat_id,
-            f"Слишком много неудачных попыток. Попробуйте ещё раз {verification.wait_text(wait)} "
+            f"Слишком много неудачных попыток. Попробуйте ещё раз {verification.wait_text(outcome.wait)} "
             "или позвоните нам.",
             ReplyKeyboardRemove(),
         )
         return
-    registered = await accounts.phones_of_account(tg.db.reader, account)
-    ok = (
-        accounts.phone_matches(registered, proof)
-        if method == "contact"
-        else accounts.last_digits_match(registered, proof)
-    )
+    ok = outcome.ok
     await tg.store.record_attempt(chat_id, account, method, ok)
     if ok:
-        await verification.clear(tg.db.engine, keys[1][0])
         await tg.store.link(chat_id, message.from_user.id if message.from_user else None, account, method)
         (_LINKS.get() or {}).pop(chat_id, None)
         await remember(state, None, {})
@@ -661,11 +731,7 @@ async def _check_factor(
         await _greet(tg, chat_id, await _linked(tg, chat_id))
         return
     # The same answer whether the account is unknown or the phone differs: nothing to probe.
-    await tg.say(
-        chat_id,
-        f"Не совпадает с телефоном, указанным для л/с {account}. Проверьте номер л/с и телефон "
-        "и попробуйте снова, или /cancel.",
-    )
+    await tg.say(chat_id, CODE_FAILED if method == "code" else FACTOR_MISMATCH.format(account=account))
 
 
 async def _choose_account(
@@ -942,15 +1008,25 @@ def build_router() -> Router:
         await _check_factor(tg, message, state, "contact", contact.phone_number)
 
     @private.message(Link.factor, F.text)
-    async def on_last4(message: Message, state: FSMContext, tg: TelegramChannel) -> None:
-        digits = (message.text or "").strip()
-        if not re.fullmatch(r"\d{4}", digits):
-            await tg.say(
-                message.chat.id,
-                "Пришлите ровно 4 последние цифры телефона или нажмите «Поделиться номером». Отменить: /cancel",
-            )
+    async def on_factor_text(message: Message, state: FSMContext, tg: TelegramChannel) -> None:
+        text = (message.text or "").strip()
+        if text == CODE_BUTTON and tg.verifier.can_send(LINK_CODE):
+            await _send_link_code(tg, message.chat.id, state)
             return
-        await _check_factor(tg, message, state, "last4", digits)
+        typed = re.sub(r"[\s-]", "", text)
+        if re.fullmatch(r"\d{6}", typed):
+            await _check_factor(tg, message, state, "code", typed)
+            return
+        if tg.verifier.settings.phone_digits and re.fullmatch(r"\d{4}", typed):
+            await _check_factor(tg, message, state, "last4", typed)
+            return
+        await tg.say(
+            message.chat.id,
+            "Пришлите 6 цифр кода из SMS"
+            + (" или 4 последние цифры телефона" if tg.verifier.settings.phone_digits else "")
+            + ", или нажмите «Поделиться номером». Отменить: /cancel",
+            _factor_keyboard(tg),
+        )
 
     @private.message(Flow.value, F.text)
     async def on_value(
@@ -1319,7 +1395,7 @@ def install(gateway: Gateway, app: web.Application) -> None:
         gateway.health_probes["telegram"] = lambda: {"status": "disabled"}
         return
     logging.getLogger("aiogram.event").setLevel(logging.WARNING)  # one INFO line per update otherwise
-    tg = TelegramChannel(gateway.config, gateway.engine, gateway.intake, gateway.clock)
+    tg = TelegramChannel(gateway.config, gateway.engine, gateway.intake, gateway.clock, shared_verifier(app))
     app[TELEGRAM] = tg
     gateway.health_probes["telegram"] = tg.health
 

@@ -19,6 +19,7 @@ import orjson
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.bounds import CONTROL
 from gateway.config import RuleThresholds
 from gateway.held import HELD
 from gateway.model import Reason, RuleGroup, Severity, Status
@@ -441,7 +442,8 @@ def _like(text: str) -> str:
 
 async def find_accounts(engine: AsyncEngine, query: str, limit: int = 20) -> list[AccountView]:
     """Accounts by number (exact or prefix), phone (full or last digits) or part of the address."""
-    q = " ".join(query.split())[:100]
+    # Control characters (a NUL above all, which PostgreSQL refuses in text) are in no account.
+    q = " ".join(CONTROL.sub(" ", query).split())[:100]
     if not q:
         return []
     digits = re.sub(r"\D", "", q)
@@ -544,13 +546,6 @@ def phone_matches(registered: list[str], phone: str) -> bool:
     """A phone as a channel reports it ('79161234567', '+7 916 ...') is one of the registered ones."""
     wanted = normalize_phone(phone)
     return len(wanted) > 5 and any(normalize_phone(p) == wanted for p in registered)
-
-
-def last_digits_match(registered: list[str], digits: str, count: int = 4) -> bool:
-    """`digits` are the last `count` digits of one of the registered phones."""
-    if len(digits) != count or not digits.isdigit():
-        return False
-    return any(normalize_phone(p)[-count:] == digits for p in registered)
 
 
 @dataclass(frozen=True, slots=True)

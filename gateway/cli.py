@@ -1,4 +1,5 @@
-"""`meter-gateway`: run the gateway, migrate, import the registry, export, check profiles."""
+"""`meter-gateway`: run the gateway, migrate, import the registry, export; the doors add their own
+commands (gateway/plugins.py), such as `profiles check`."""
 
 from __future__ import annotations
 
@@ -6,22 +7,22 @@ import argparse
 import asyncio
 import io
 import re
-import socket
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from gateway import plugins
 from gateway.config import Config, ConfigError, load_config
 from gateway.logs import setup_logging
+from gateway.plugins import DemoPart
 
 DEMO_DB = "var/demo.db"
 DEMO_BILLING_TOKEN = "demo-billing-token"
 DEMO_DEVICE_TOKEN = "demo-device-token"
 DEMO_KANNEL_KEY = "demo-kannel-key"
 DEMO_OPERATOR_PASSWORD = "demo-operator"
-DEMO_MQTT_REPLIES = "demo/verdicts"
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -43,12 +44,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def demo_config(config: Config) -> Config:
+def demo_config(config: Config) -> tuple[Config, list[DemoPart]]:
     """`config` with what the demo adds where the operator has set nothing: its database,
-    registry, tokens, simulated Modbus meters, every resident channel on loopback, a demo
-    employee, and MQTT when a broker (Mosquitto) answers on the configured address."""
-    from adapters.meters.simulator import demo_modbus_config
-
+    registry, tokens, every resident channel on loopback, a demo employee, and each declared
+    door's part (simulated meters; MQTT when a broker answers); with those parts."""
     overrides: dict[str, Any] = {
         "database": config.database.model_copy(update={"url": f"sqlite+aiosqlite:///{DEMO_DB}"}),
         "registry": config.registry.model_copy(
@@ -58,18 +57,12 @@ def demo_config(config: Config) -> Config:
             update={"tokens": config.billing.tokens or [DEMO_BILLING_TOKEN]}
         ),
         "devices": config.devices.model_copy(update={"tokens": config.devices.tokens or [DEMO_DEVICE_TOKEN]}),
-        "modbus": demo_modbus_config(config.modbus),
         # Every resident channel on loopback: Kannel's route (call it with curl) and the FastAGI server.
         "sms": config.sms.model_copy(update={"kannel_key": config.sms.kannel_key or DEMO_KANNEL_KEY}),
         "ivr": config.ivr.model_copy(update={"enabled": True}),
-        # No SMS centre in the demo: the cabinet's sign-in codes are written to the console (log).
-        "cabinet": config.cabinet.model_copy(update={"code_to_log": True}),
+        # No SMS centre in the demo: residents' one-time codes are written to the console (log).
+        "verification": config.verification.model_copy(update={"code_to_log": True}),
     }
-    mqtt = config.mqtt
-    if not mqtt.enabled and _answers(mqtt.host, mqtt.port):
-        overrides["mqtt"] = mqtt.model_copy(
-            update={"enabled": True, "reply_topic_prefix": mqtt.reply_topic_prefix or DEMO_MQTT_REPLIES}
-        )
     if not config.operators.users:  # a demo employee for /operator/
         from adapters.web_auth import hash_password
         from gateway.config import OperatorUser
@@ -78,35 +71,25 @@ def demo_config(config: Config) -> Config:
             login="demo", name="Демо Оператор", password_hash=hash_password(DEMO_OPERATOR_PASSWORD)
         )
         overrides["operators"] = config.operators.model_copy(update={"users": [demo_user]})
-    return config.model_copy(update=overrides)
-
-
-def _answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
+    parts = plugins.demo_parts(config)
+    for part in parts:
+        overrides.update(part.overrides)
+    return config.model_copy(update=overrides), parts
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from adapters.meters.simulator import DEMO_MODBUS_PORT, serve_simulated_meters
     from gateway.service import Gateway, serve
 
-    config = demo_config(_config(args))
+    config, parts = demo_config(_config(args))
     gateway = Gateway(config)
-    gateway.background.append(serve_simulated_meters)
+    for part in parts:
+        gateway.background.extend(part.background)
     base = f"http://{config.http.host}:{config.http.port}"
-    mqtt = config.mqtt
-    if mqtt.enabled:
-        mqtt_lines = f"""MQTT on {mqtt.host}:{mqtt.port}, topics {", ".join(mqtt.topics)}; verdicts on {mqtt.reply_topic_prefix}/<meter>:
-  mosquitto_pub -h {mqtt.host} -p {mqtt.port} -q 1 -t meters/E-45871234/readings -m '{{"id":"try-mqtt-1","value":"12346"}}'
-  mosquitto_sub -h {mqtt.host} -p {mqtt.port} -t '{mqtt.reply_topic_prefix}/#'"""
-    else:
-        mqtt_lines = f"MQTT: no broker answers on {mqtt.host}:{mqtt.port}; start Mosquitto and the demo again to publish readings"
+    door_lines = "\n".join(line for part in parts for line in part.hints)
     print(
         f"""meter-gateway demo on {base} (database {DEMO_DB})
-Simulated Modbus meters SIM-0001..3 answer on 127.0.0.1:{DEMO_MODBUS_PORT}; the gateway polls them. Try:
+{door_lines}
+Try:
   curl {base}/healthz
   curl {base}/metrics | grep gateway_
   curl -X POST -H 'Authorization: Bearer {DEMO_DEVICE_TOKEN}' -d '{{"readings":[{{"id":"try-1","meter":"E-45871234","value":"12345"}}]}}' {base}/api/v1/readings
@@ -114,8 +97,7 @@ Simulated Modbus meters SIM-0001..3 answer on 127.0.0.1:{DEMO_MODBUS_PORT}; the 
   curl -X POST -H 'Authorization: Bearer {DEMO_BILLING_TOKEN}' {base}/api/v1/billing/batches/BATCH_ID/commit
   curl -H 'Authorization: Bearer {DEMO_BILLING_TOKEN}' {base}/api/v1/billing/sla
   curl '{base}/channels/sms/kannel?key={DEMO_KANNEL_KEY}&from=%2B79161234567&id=demo-1&text=2000001+12345'
-{mqtt_lines}
-Web cabinet: {base}/cabinet/ (account 2000001; the sign-in code appears in this console's log, "cabinet.code_to_log: account 2000001, Код входа ...")
+Web cabinet: {base}/cabinet/ (account 2000001; the sign-in code appears in this console's log, "verification.code_to_log: account 2000001, Код входа ...")
 Telephone: Asterisk's AGI(agi://{config.ivr.host}:{config.ivr.port}/readings) (deploy/asterisk/extensions.conf)
 Operators' desk: {base}/operator/ (login demo, password {DEMO_OPERATOR_PASSWORD})
 Stop with Ctrl+C.""",
@@ -270,20 +252,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_profiles_check(args: argparse.Namespace) -> int:
-    from adapters.meters.profiles import DEFAULT_DIR, check_profiles, describe
-
-    directory = args.dir or str(DEFAULT_DIR)
-    profiles, errors = check_profiles(directory)
-    for profile in profiles:
-        print(describe(profile))
-        print()
-    for err in errors:
-        print(f"error: {err}", file=sys.stderr)
-    print(f"{len(profiles)} profiles, {len(errors)} errors", file=sys.stderr)
-    return 1 if errors else 0
-
-
 def _read_password() -> str | None:
     """A new password: typed twice on a terminal, or the first line of standard input."""
     if sys.stdin.isatty():
@@ -403,12 +371,6 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--all", action="store_true", help="every verdict, not only accepted readings")
     exp.set_defaults(func=cmd_export)
 
-    prof = sub.add_parser("profiles", help="firmware profiles")
-    profsub = prof.add_subparsers(dest="profiles_command", required=True)
-    check = profsub.add_parser("check", help="validate profiles and print each model's register map")
-    check.add_argument("dir", nargs="?")
-    check.set_defaults(func=cmd_profiles_check)
-
     op = sub.add_parser("operator", help="staff of the operators' desk (/operator/)")
     opsub = op.add_subparsers(dest="operator_command", required=True)
     add = opsub.add_parser("add", help="add an employee or reset their password (read from stdin or typed)")
@@ -424,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep = privsub.add_parser("report", help="print everything stored about an account (in full)")
     rep.add_argument("account")
     rep.set_defaults(func=cmd_privacy_report)
+
+    for add_commands in plugins.command_adders():  # the doors' own subcommands
+        add_commands(sub)
     return parser
 
 

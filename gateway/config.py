@@ -1,7 +1,10 @@
 """Configuration: one TOML file, every key overridable by `GATEWAY_<SECTION>_<KEY>`.
 
 The schema is a set of pydantic models; a bad value stops start-up with a message that names
-the key (`calendar.cutoff_day`) and what is wrong with it.
+the key (`calendar.cutoff_day`) and what is wrong with it. The core's sections are defined here;
+a door's section is defined in its own package and declared in pyproject.toml
+(`meter_gateway.config`, gateway/plugins.py), and `Config` is the core's model with every
+declared section added, composed once when this module is imported.
 """
 
 from __future__ import annotations
@@ -10,27 +13,29 @@ import os
 import tomllib
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator, model_validator
+
+from gateway import plugins
+from gateway.section import Section
 
 
 class ConfigError(ValueError):
     """A configuration problem, phrased for the operator: which key, what is wrong."""
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+S = TypeVar("S", bound=BaseModel)
 
 
-class DatabaseConfig(_Section):
+class DatabaseConfig(Section):
     url: str = "sqlite+aiosqlite:///var/gateway.db"
     auto_upgrade: bool = True  # apply migrations at start-up (`db upgrade` does the same by hand)
     echo: bool = False
 
 
-class HttpConfig(_Section):
+class HttpConfig(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
@@ -57,7 +62,7 @@ class HttpConfig(_Section):
         return value
 
 
-class CalendarConfig(_Section):
+class CalendarConfig(Section):
     timezone: str = "Europe/Moscow"
     window_start_day: int = Field(15, ge=1, le=28)
     cutoff_day: int = Field(26, ge=2, le=28)
@@ -83,19 +88,19 @@ class CalendarConfig(_Section):
         return self
 
 
-class BillingConfig(_Section):
+class BillingConfig(Section):
     tokens: list[str] = Field(default_factory=list)
     lease_seconds: int = Field(300, ge=1)
     sla_working_days: int = Field(1, ge=1, le=30)
     max_batch: int = Field(5000, ge=1)
 
 
-class DevicesConfig(_Section):
+class DevicesConfig(Section):
     tokens: list[str] = Field(default_factory=list)
     max_items: int = Field(5000, ge=1)
 
 
-class SmsConfig(_Section):
+class SmsConfig(Section):
     """`[sms]`: Kannel's sms-service route, aggregators' webhooks and SMS reminders (adapters/sms_*.py)."""
 
     kannel_key: str = ""  # shared secret in the sms-service get-url; empty: the Kannel route is off
@@ -115,7 +120,7 @@ class SmsConfig(_Section):
     billing_notices: bool = False
 
 
-class TelegramConfig(_Section):
+class TelegramConfig(Section):
     """The Telegram bot (adapters/telegram.py): webhook at /channels/telegram/webhook or long polling."""
 
     enabled: bool = False
@@ -147,7 +152,7 @@ class TelegramConfig(_Section):
         return self
 
 
-class IvrConfig(_Section):
+class IvrConfig(Section):
     """The telephone menu (adapters/ivr_agi.py): a FastAGI server Asterisk calls as agi://HOST:PORT/readings."""
 
     enabled: bool = False
@@ -164,7 +169,7 @@ class IvrConfig(_Section):
     max_line_bytes: int = Field(8192, ge=1024, le=65536)  # a longer AGI line closes the connection
 
 
-class CabinetConfig(_Section):
+class CabinetConfig(Section):
     """The residents' web cabinet at `/cabinet/` (adapters/cabinet.py)."""
 
     enabled: bool = True
@@ -182,13 +187,6 @@ class CabinetConfig(_Section):
     lockout_minutes: int = Field(15, ge=1)  # the longest wait; counts quiet for 4x this start over
     # Deprecated: true means http.trusted_proxies = ["127.0.0.1", "::1"] when that list is empty.
     trust_forwarded_for: bool = False
-    # The one-time code (6 digits) sent by SMS or to the linked Telegram chat(s) is the second factor.
-    code_minutes: int = Field(5, ge=1, le=60)  # how long a code is valid
-    code_attempts: int = Field(5, ge=1, le=10)  # wrong entries that void a code
-    code_resend_seconds: int = Field(60, ge=10, le=3600)  # at most one code per account this often
-    code_to_log: bool = False  # also write codes to the gateway's log (the demo; never in production)
-    # The old factor, the last 4 digits of a registered phone, instead of a code: off (guessable).
-    phone_digits_sign_in: bool = False
 
     @field_validator("session_key")
     @classmethod
@@ -198,159 +196,24 @@ class CabinetConfig(_Section):
         return value
 
 
-class OperatorUser(_Section):
+class OperatorUser(Section):
     login: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
     name: str = Field(min_length=1, max_length=120)  # the employee's full name, recorded with readings
     password_hash: str = Field(min_length=20)  # argon2 (`meter-gateway operator hash`) or scrypt
 
 
-class OperatorsConfig(_Section):
+class OperatorsConfig(Section):
     """The operators' desk at `/operator/` (adapters/operator_desk.py)."""
 
     enabled: bool = True
     users: list[OperatorUser] = Field(default_factory=list)  # besides those added by the CLI
 
 
-class ModbusMeterConfig(_Section):
-    """One meter on a Modbus bus: `{unit, serial, profile}`, or `{unit}` to identify it by its registers."""
-
-    unit: int = Field(ge=0, le=255)  # Modbus unit id (1..247 on a serial line)
-    serial: str | None = Field(
-        None, min_length=1, max_length=64
-    )  # registry serial; read from the meter if omitted
-    profile: str | None = Field(None, min_length=1)  # firmware profile id; detected if omitted
-    host: str | None = None  # TCP buses: this meter's own address (default: the bus's host/port)
-    port: int | None = Field(None, ge=1, le=65535)
-
-
-class ModbusBusConfig(_Section):
-    """`[[modbus.buses]]`: one serial line (rtu) or one set of TCP meters and gateways (tcp)."""
-
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
-    transport: Literal["tcp", "rtu"]
-    host: str | None = None  # tcp
-    port: int = Field(502, ge=1, le=65535)  # tcp
-    device: str | None = None  # rtu: /dev/ttyUSB0, /dev/serial/by-id/...
-    baudrate: int = Field(9600, ge=300, le=1_000_000)
-    parity: Literal["N", "E", "O"] = "N"
-    stopbits: Literal[1, 2] = 1
-    bytesize: Literal[7, 8] = 8
-    meters: list[ModbusMeterConfig] = Field(min_length=1)
-    interval_seconds: float = Field(60.0, gt=0)
-    max_concurrency: int = Field(32, ge=1, le=10_000)  # tcp: meters read at once
-    latency_ms: int = Field(50, ge=0, le=60_000)  # added to computed timeouts: USB adapter, network
-    backoff_initial_seconds: float = Field(5.0, gt=0)  # a silent meter waits this, then twice as long...
-    backoff_max_seconds: float = Field(600.0, gt=0)  # ...up to this
-
-    @model_validator(mode="after")
-    def _transport_keys(self) -> ModbusBusConfig:
-        if self.transport == "tcp" and not self.host and any(m.host is None for m in self.meters):
-            raise ValueError(f"bus {self.name!r}: transport tcp needs host (on the bus or on every meter)")
-        if self.transport == "rtu":
-            if not self.device:
-                raise ValueError(f"bus {self.name!r}: transport rtu needs device (e.g. /dev/ttyUSB0)")
-            if any(m.host is not None or m.port is not None for m in self.meters):
-                raise ValueError(f"bus {self.name!r}: host/port of a meter make sense on tcp buses only")
-            if any(not 1 <= m.unit <= 247 for m in self.meters):
-                raise ValueError(f"bus {self.name!r}: a serial line's unit ids are 1..247")
-        seen: set[tuple[str | None, int | None, int]] = set()
-        for m in self.meters:
-            key = (
-                (m.host or self.host, m.port or self.port, m.unit)
-                if self.transport == "tcp"
-                else (None, None, m.unit)
-            )
-            if key in seen:
-                raise ValueError(f"bus {self.name!r}: unit {m.unit} is listed twice")
-            seen.add(key)
-        return self
-
-
-class ModbusConfig(_Section):
-    """`[modbus]`: meters the gateway polls itself (adapters/meters/poller.py)."""
-
-    buses: list[ModbusBusConfig] = Field(default_factory=list)
-    profiles_dir: str | None = None  # default: firmware_profiles/ of the installation
-    lease_seconds: float = Field(
-        30.0, ge=1
-    )  # a bus polled by a process that stopped is taken over after this
-
-    @model_validator(mode="after")
-    def _unique_names(self) -> ModbusConfig:
-        names = [b.name for b in self.buses]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"bus names must be unique: {', '.join(dup)}")
-        return self
-
-
-class MqttConfig(_Section):
-    """`[mqtt]`: readings that devices publish to an MQTT broker (adapters/mqtt/subscriber.py)."""
-
-    enabled: bool = False
-    host: str = "127.0.0.1"
-    port: int = Field(1883, ge=1, le=65535)
-    username: str = ""  # empty: connect anonymously
-    password: str = ""
-    # Fixed client id: the broker keeps this gateway's session (subscriptions and messages
-    # published while it is away) under it. Empty: "meter-gateway-<host name>".
-    client_id: str = Field("", max_length=128)
-    topics: list[str] = Field(default_factory=lambda: ["meters/+/readings"])
-    qos: int = 1  # subscription QoS; only 1 is taken (see _qos)
-    reply_topic_prefix: str = ""  # set: each item's verdict goes to <prefix>/<meter>
-    keepalive_seconds: int = Field(60, ge=5, le=3600)
-    reconnect_initial_seconds: float = Field(1.0, gt=0)  # broker gone: retry after this, doubling...
-    reconnect_max_seconds: float = Field(60.0, gt=0)  # ...up to this
-    max_in_flight: int = Field(32, ge=1, le=1000)  # messages being decided at once
-
-    @field_validator("topics")
-    @classmethod
-    def _topic_filters(cls, value: list[str]) -> list[str]:
-        for topic in value:
-            levels = topic.split("/")
-            bad = (
-                not topic
-                or "#" in topic[:-1]
-                or (topic.endswith("#") and levels[-1] != "#")
-                or any("+" in level and level != "+" for level in levels)
-                or (levels[0] == "$share" and len(levels) < 3)
-            )
-            if bad:
-                raise ValueError(f"{topic!r} is not an MQTT topic filter (like meters/+/readings)")
-        return value
-
-    @field_validator("qos")
-    @classmethod
-    def _qos(cls, value: int) -> int:
-        # QoS 0 lets the broker drop readings; QoS 2 passes ownership at PUBREC, before the
-        # reading is stored. QoS 1 with the ack sent after the commit loses nothing.
-        if value != 1:
-            raise ValueError(
-                "must be 1 (acknowledged after the reading is stored; 0 and 2 are not supported)"
-            )
-        return value
-
-    @field_validator("reply_topic_prefix")
-    @classmethod
-    def _plain_prefix(cls, value: str) -> str:
-        if "+" in value or "#" in value or value.endswith("/"):
-            raise ValueError("must be a plain topic without wildcards or a trailing / (like meters/replies)")
-        return value
-
-    @model_validator(mode="after")
-    def _usable(self) -> MqttConfig:
-        if self.enabled and not self.topics:
-            raise ValueError("topics must list at least one topic filter when enabled")
-        if self.password and not self.username:
-            raise ValueError("password needs username")
-        return self
-
-
-class RegistryConfig(_Section):
+class RegistryConfig(Section):
     csv: str | None = None
 
 
-class RuleThresholds(_Section):
+class RuleThresholds(Section):
     """Validation thresholds for one group of channels (residents, operators, devices)."""
 
     clock_skew_seconds: int = Field(300, ge=0)  # how far in the future a reading may claim to be
@@ -379,13 +242,13 @@ def _default_rules() -> dict[str, RuleThresholds]:
     }
 
 
-class ValidationConfig(_Section):
+class ValidationConfig(Section):
     residents: RuleThresholds = Field(default_factory=lambda: _default_rules()["residents"])
     operators: RuleThresholds = Field(default_factory=lambda: _default_rules()["operators"])
     devices: RuleThresholds = Field(default_factory=lambda: _default_rules()["devices"])
 
 
-class SendersConfig(_Section):
+class SendersConfig(Section):
     """`[senders]`: who may speak for an account by SMS and telephone (gateway/senders.py)."""
 
     # A phone not registered for the account it names: refuse (the reply says how to register),
@@ -397,7 +260,20 @@ class SendersConfig(_Section):
     register_hint: str = Field("в личном кабинете или по телефону 8-800-000-00-00", max_length=60)
 
 
-class PrivacyConfig(_Section):
+class VerificationConfig(Section):
+    """`[verification]`: how residents prove they hold an account, at every door (the cabinet's
+    sign-in, Telegram linking): the one-time code and the optional digits (gateway/verification.py)."""
+
+    # The one-time code (6 digits) sent by SMS (and, for the cabinet, to the linked Telegram chats).
+    code_minutes: int = Field(5, ge=1, le=60)  # how long a code is valid
+    code_attempts: int = Field(5, ge=1, le=10)  # wrong entries that void a code
+    code_resend_seconds: int = Field(60, ge=10, le=3600)  # at most one code per account and door this often
+    code_to_log: bool = False  # also write codes to the gateway's log (the demo; never in production)
+    # The old factor, the last 4 digits of a registered phone, instead of a code: off (guessable).
+    phone_digits: bool = False
+
+
+class PrivacyConfig(Section):
     """`[privacy]`: keyed hashes of phones and chat ids, and how long raw messages are kept (gateway/privacy.py)."""
 
     # Key of the HMAC-SHA256 under which phones and chat ids are kept. Empty: one is generated on
@@ -415,13 +291,13 @@ class PrivacyConfig(_Section):
         return value
 
 
-class OpsConfig(_Section):
+class OpsConfig(Section):
     """`[ops]`: who may read `/metrics` and the details of `/healthz` (adapters/ops_http.py)."""
 
     token: str = ""  # set: both need `Authorization: Bearer <token>`; plain /healthz stays open
 
 
-class HeldConfig(_Section):
+class HeldConfig(Section):
     """`[held]`: readings held back from billing never wait forever (adapters/held_job.py)."""
 
     # An unanswered request to confirm is reminded once through its channel this long after receipt,
@@ -441,12 +317,23 @@ class HeldConfig(_Section):
         return self
 
 
-class IntakeConfig(_Section):
+class IntakeConfig(Section):
     max_group: int = Field(4000, ge=1)  # submissions sharing one commit at most
 
 
-class Config(_Section):
-    """The whole configuration of one gateway process."""
+class CoreConfig(Section):
+    """The core's sections; `Config` adds the doors' (see the module's opening)."""
+
+    if TYPE_CHECKING:
+        # A door's section, added at import time: typed code reads it with `section()`.
+        def __getattr__(self, name: str) -> Any: ...
+
+    def section(self, name: str, model: type[S]) -> S:
+        """The section `[name]` as the door that declared it defines it."""
+        value = getattr(self, name)
+        if not isinstance(value, model):
+            raise TypeError(f"[{name}] is a {type(value).__name__}, not a {model.__name__}")
+        return value
 
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
@@ -463,10 +350,28 @@ class Config(_Section):
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     ops: OpsConfig = Field(default_factory=OpsConfig)
     senders: SendersConfig = Field(default_factory=SendersConfig)
+    verification: VerificationConfig = Field(default_factory=VerificationConfig)
     intake: IntakeConfig = Field(default_factory=IntakeConfig)
     held: HeldConfig = Field(default_factory=HeldConfig)
-    modbus: ModbusConfig = Field(default_factory=ModbusConfig)
-    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+
+
+def _compose() -> type[CoreConfig]:
+    """The core's model with each declared door's section; named and placed as `Config` of this
+    module, so that a configuration pickled for the writer process is found again there."""
+    sections = plugins.config_sections()
+    clash = sorted(set(sections) & set(CoreConfig.model_fields))
+    if clash:
+        raise RuntimeError(f"sections declared by a door and by the core: {', '.join(clash)}")
+    fields: dict[str, Any] = {name: (model, Field(default_factory=model)) for name, model in sections.items()}
+    composed = create_model("Config", __base__=CoreConfig, __module__=__name__, **fields)
+    composed.__doc__ = "The whole configuration of one gateway process: the core's sections and the doors'."
+    return composed
+
+
+if TYPE_CHECKING:
+    Config = CoreConfig
+else:
+    Config = _compose()
 
 
 ENV_PREFIX = "GATEWAY_"

@@ -13,7 +13,7 @@ audit action "expired"), with an "expired" notice to its sender written in the s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -22,6 +22,7 @@ import orjson
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.bounds import CONTROL
 from gateway.config import Config
 from gateway.decide import advance_state, save_states
 from gateway.model import CHANNEL_GROUP, Channel, ReadingOut, Reason, RuleGroup, Severity, Status, Verdict
@@ -87,6 +88,8 @@ async def confirm(
 
 async def review(engine: AsyncEngine, receipt: int, decision: Decision, now: datetime) -> Verdict:
     """An employee accepts or rejects a held reading, with a comment kept in the audit trail."""
+    # Control characters (a NUL above all, which PostgreSQL refuses in text) are in no comment.
+    decision = replace(decision, comment=" ".join(CONTROL.sub(" ", decision.comment).split()))
     async with engine.begin() as conn:
         rows, meter = await _load(conn, receipt, None, for_update=engine.dialect.name == "postgresql")
         if rows[0]["verdict"] not in HELD:

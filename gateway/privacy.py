@@ -41,7 +41,7 @@ def mask_phone(phone: str) -> str:
     """'+79161234567' -> '+7 9** ***-**-**': the country and the first digit, nothing else.
 
     The last digits of a registered phone are a sign-in factor (Telegram linking, the cabinet's
-    optional `phone_digits_sign_in`), so no mask on a page, in the API or in a log shows them."""
+    optional `verification.phone_digits`), so no mask on a page, in the API or in a log shows them."""
     p = normalize_phone(phone)
     if len(p) == 12 and p.startswith("+7"):
         return f"+7 {p[2]}** ***-**-**"

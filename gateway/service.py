@@ -1,15 +1,15 @@
 """The running gateway: one asyncio process with the HTTP server, the intake writer and every
 configured channel as tasks under one supervisor, stopped gracefully on SIGTERM.
 
-This is the composition root, the one place in `gateway/` that wires channel adapters in; the
-core modules it assembles (intake, validation, billing, store) never import an adapter.
+This is the composition root: it assembles the core (intake, validation, billing, store) and
+installs the doors found from their declarations (gateway/plugins.py); it names no door. `Gateway`
+is what a door sees of it as a `gateway.host.Host`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import importlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -30,7 +30,7 @@ from adapters.app_keys import (
     METRICS,
 )
 from adapters.http_common import body_deadline, json_errors
-from gateway import privacy
+from gateway import plugins, privacy, retention
 from gateway.billing import Billing
 from gateway.calendar import WorkCalendar
 from gateway.config import Config
@@ -44,25 +44,12 @@ log = logging.getLogger(__name__)
 
 BackgroundTask = Callable[["Gateway"], Awaitable[None]]
 
-# Every channel and HTTP surface is a module with `install(gateway, app)`: it adds its routes,
-# background tasks (`gateway.background`) and health probes (`gateway.health_probes`), and reads
-# its own configuration section to decide whether it runs at all.
-ADAPTERS: tuple[str, ...] = (
-    "adapters.ops_http",
-    "adapters.billing_api",
-    "adapters.device_push",
-    "adapters.meters.poller",
-    "adapters.mqtt.subscriber",
-    "adapters.sms_kannel",
-    "adapters.sms_twilio",
-    "adapters.telegram",
-    "adapters.reminders",
-    "adapters.held_job",  # after the channels it tells residents through
-    "adapters.cabinet",
-    "adapters.operator_desk",
-    "adapters.ivr_agi",
-    "gateway.retention",  # not a channel: the purge of residents' raw messages (152-FZ)
-)
+# The core's own periodic jobs; the doors (channels and HTTP surfaces) are found from their
+# declarations (gateway/plugins.py). Each is a module with `install(host, app)`: it adds its
+# routes, background tasks (`host.background`) and health probes (`host.health_probes`), reads
+# its own configuration section to decide whether it runs at all, and does not depend on the
+# order in which the others are installed.
+CORE_JOBS = (retention,)
 
 
 class Gateway:
@@ -98,8 +85,8 @@ class Gateway:
         app[CALENDAR] = self.calendar
         app[HEALTH_PROBES] = self.health_probes
         app[MAX_BODY] = self.config.http.max_body_bytes
-        for name in ADAPTERS:
-            importlib.import_module(name).install(self, app)
+        for module in (*CORE_JOBS, *plugins.channel_modules()):
+            module.install(self, app)
         return app
 
     async def start(self) -> None:

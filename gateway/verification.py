@@ -1,5 +1,14 @@
-"""Verification of residents and staff: sign-in throttles and one-time codes, for every door
-(the web cabinet, the operators' desk, Telegram account linking).
+"""Verification of residents and staff, the one for every door: throttles, one-time codes and
+the residents' factors (the web cabinet's sign-in, Telegram account linking, the operators' desk).
+
+- `Verifier` is what a door uses to let a resident prove they hold an account: `send_code` (or
+  `send_code_later`) issues a code and hands it to the code senders the door allows (SMS to the
+  registered phones, linked Telegram chats, the demo's log; adapters/code_senders.py), then
+  `check_code`, `check_phone` (a phone the channel itself vouches for, e.g. Telegram's shared
+  contact) or `check_digits` (the last 4 digits of a registered phone, only with
+  `[verification] phone_digits = true`). Each check reserves the door's throttles first and
+  clears its pair on success, so every door counts and limits the same way. Its policy is the
+  `[verification]` section; the door brings only its throttles and its `Purpose`.
 
 - A throttle is one row per (scope, subject, address) in `signin_throttle`. `reserve` counts an
   attempt BEFORE its secret is checked, in one conditional INSERT ... ON CONFLICT DO UPDATE ...
@@ -10,18 +19,21 @@
   stranger's failures from their address never slow the holder down at theirs. There is no
   lockout of an account as such.
 - A one-time code is 6 digits, kept only as an HMAC-SHA256 under a key generated once and kept
-  in `web_secrets`; one live code per account (a new one voids the old), valid `minutes`,
-  used once, voided after `attempts` wrong entries (each entry is counted before it is compared).
+  in `web_secrets`; one live code per account and purpose (a new one voids the old), valid
+  `code_minutes`, used once, voided after `code_attempts` wrong entries (each entry is counted
+  before it is compared, in one statement, so concurrent guesses from any number of clients get
+  at most that many compared). A code opens only the door (`Purpose`) it was issued for.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -31,6 +43,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.accounts import phone_matches, phones_of_account
+from gateway.config import VerificationConfig
+from gateway.store.schema import accounts
 from gateway.store.schema_cabinet import signin_codes, signin_throttle, web_secrets
 
 log = logging.getLogger(__name__)
@@ -168,6 +183,34 @@ class CodeSender(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Purpose:
+    """The door a code opens: its name (kept with the code, at most 16 characters), the message
+    (`{code}` and `{minutes}` filled in) and the senders allowed to carry it (None: all)."""
+
+    name: str
+    text: str
+    channels: frozenset[str] | None = None
+
+    def allows(self, sender: CodeSender) -> bool:
+        return self.channels is None or sender.channel in self.channels
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A check's answer: `ok`, or `wait` > 0 seconds when the throttles refused it unchecked."""
+
+    ok: bool
+    wait: int = 0
+
+    @property
+    def checked(self) -> bool:
+        return self.wait == 0
+
+
+Limits = Sequence[tuple[Key, Rule]]  # a door's throttles, widest first; the last is cleared on success
+
+
 async def code_key(engine: AsyncEngine, now: datetime) -> bytes:
     """The key of the codes' HMAC: generated once, kept in `web_secrets`, shared by all processes."""
     query = select(web_secrets.c.value).where(web_secrets.c.name == CODE_KEY_NAME)
@@ -187,24 +230,34 @@ async def code_key(engine: AsyncEngine, now: datetime) -> bytes:
             return bytes.fromhex(str((await conn.execute(query)).scalar_one()))
 
 
-def code_hash(key: bytes, account: str, code: str) -> str:
-    return hmac.new(key, f"{account}:{code}".encode(), hashlib.sha256).hexdigest()
+def code_hash(key: bytes, account: str, code: str, purpose: str = "cabinet") -> str:
+    subject = account if purpose == "cabinet" else f"{purpose}:{account}"
+    return hmac.new(key, f"{subject}:{code}".encode(), hashlib.sha256).hexdigest()
 
 
 async def issue_code(
-    engine: AsyncEngine, key: bytes, account: str, now: datetime, minutes: int, sent_via: str
+    engine: AsyncEngine,
+    key: bytes,
+    account: str,
+    now: datetime,
+    minutes: int,
+    sent_via: str,
+    purpose: str = "cabinet",
 ) -> str:
-    """A new code for the account; any older live code is voided in the same transaction."""
+    """A new code for the account and purpose; an older live one is voided in the same transaction."""
     code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
     c = signin_codes.c
     async with engine.begin() as conn:
         await conn.execute(
-            update(signin_codes).where(c.account == account, c.used_at.is_(None)).values(used_at=now)
+            update(signin_codes)
+            .where(c.account == account, c.purpose == purpose, c.used_at.is_(None))
+            .values(used_at=now)
         )
         await conn.execute(
             insert(signin_codes).values(
                 account=account,
-                code_hash=code_hash(key, account, code),
+                purpose=purpose,
+                code_hash=code_hash(key, account, code, purpose),
                 created_at=now,
                 expires_at=now + timedelta(minutes=minutes),
                 attempts=0,
@@ -215,16 +268,22 @@ async def issue_code(
 
 
 async def check_code(
-    engine: AsyncEngine, key: bytes, account: str, code: str, now: datetime, max_attempts: int
+    engine: AsyncEngine,
+    key: bytes,
+    account: str,
+    code: str,
+    now: datetime,
+    max_attempts: int,
+    purpose: str = "cabinet",
 ) -> bool:
-    """Is `code` the account's live code? The entry is counted before the comparison, and a
-    right code is spent by the same statement that finds it unused: it signs in once."""
+    """Is `code` the account's live code for `purpose`? The entry is counted before the
+    comparison, and a right code is spent by the same statement that finds it unused: it works once."""
     c = signin_codes.c
     async with engine.begin() as conn:
         live = (
             await conn.execute(
                 select(c.id)
-                .where(c.account == account, c.used_at.is_(None), c.expires_at > now)
+                .where(c.account == account, c.purpose == purpose, c.used_at.is_(None), c.expires_at > now)
                 .order_by(c.id.desc())
                 .limit(1)
             )
@@ -242,7 +301,8 @@ async def check_code(
     if counted is None:
         return False
     if not (
-        len(code) == CODE_DIGITS and hmac.compare_digest(counted.code_hash, code_hash(key, account, code))
+        len(code) == CODE_DIGITS
+        and hmac.compare_digest(counted.code_hash, code_hash(key, account, code, purpose))
     ):
         return False
     async with engine.begin() as conn:
@@ -252,8 +312,128 @@ async def check_code(
     return spent.rowcount == 1
 
 
-def code_text(code: str, minutes: int) -> str:
-    return (
-        f"Код входа в личный кабинет: {code}. Действует {minutes} мин. "
-        "Никому его не сообщайте, даже сотрудникам."
-    )
+def digits_match(registered: Sequence[str], digits: str, count: int = 4) -> bool:
+    """`digits` are the last `count` digits of one of the registered phones, compared with every
+    one of them (and a dummy when there is none) in constant time."""
+    wanted = re.sub(r"\D", "", digits)
+    ok = False
+    for phone in registered or ["+00000000000"]:
+        last = re.sub(r"\D", "", phone)[-count:]
+        ok |= hmac.compare_digest(last.encode(), wanted.encode())
+    return ok and bool(registered) and len(wanted) == count
+
+
+async def _account_exists(engine: AsyncEngine, account: str) -> bool:
+    async with engine.connect() as conn:
+        found = await conn.execute(select(accounts.c.id).where(accounts.c.number == account))
+        return found.first() is not None
+
+
+class Verifier:
+    """The one verification of residents: codes issued, sent and checked, phones and digits
+    checked, under the `[verification]` policy and the door's throttles.
+
+    `senders` are set by the composition (adapters/code_senders.py) once every door is installed;
+    `start` loads the codes' key, `close` waits for the sends still under way."""
+
+    def __init__(self, settings: VerificationConfig, senders: Sequence[CodeSender] = ()) -> None:
+        self.settings = settings
+        self.senders: list[CodeSender] = list(senders)
+        self.key = b""
+        self.tasks: set[asyncio.Task[list[str]]] = set()
+
+    async def start(self, engine: AsyncEngine, now: datetime) -> None:
+        self.key = await code_key(engine, now)
+
+    def can_send(self, purpose: Purpose) -> bool:
+        """Is there any sender this purpose may use? (Else the door does not offer a code.)"""
+        return any(purpose.allows(s) for s in self.senders)
+
+    def send_code_later(
+        self, engine: AsyncEngine, account: str, purpose: Purpose, requester: Key, rule: Rule, now: datetime
+    ) -> None:
+        """`send_code` in the background: the door answers as fast whether the account exists or not."""
+        task = asyncio.create_task(self.send_code(engine, account, purpose, requester, rule, now))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def send_code(
+        self, engine: AsyncEngine, account: str, purpose: Purpose, requester: Key, rule: Rule, now: datetime
+    ) -> list[str]:
+        """Issue a code for the account and hand it to the purpose's senders; the channels that
+        took it. Nothing is sent when `requester` (the client address or chat asking, over all
+        accounts) asked too often by `rule`, when the account does not exist, or when a code for
+        it and this purpose went out less than `code_resend_seconds` ago (that one still holds)."""
+        s = self.settings
+        try:
+            if await reserve(engine, requester, rule, now):
+                return []
+            if not account or not await _account_exists(engine, account):
+                return []
+            resend = s.code_resend_seconds
+            once = Rule(free=1, cap=resend, base=resend, forget=resend)
+            if await reserve(engine, Key(f"code:{purpose.name}", account, ANY), once, now):
+                return []
+            senders = [x for x in self.senders if purpose.allows(x)]
+            via = ",".join(x.channel for x in senders)
+            code = await issue_code(engine, self.key, account, now, s.code_minutes, via, purpose.name)
+            text = purpose.text.format(code=code, minutes=s.code_minutes)
+            delivered = [x.channel for x in senders if await x.send_code(engine, account, text)]
+            log.info(
+                "%s code for account %s: sent via %s", purpose.name, account, ",".join(delivered) or "nothing"
+            )
+            return delivered
+        except Exception:
+            log.exception("%s code for account %s not sent", purpose.name, account)
+            return []
+
+    async def check_code(
+        self, engine: AsyncEngine, account: str, purpose: Purpose, code: str, limits: Limits, now: datetime
+    ) -> Checked:
+        """The code the resident typed, after the door's throttles are reserved."""
+
+        async def right() -> bool:
+            return bool(account) and await check_code(
+                engine, self.key, account, code, now, self.settings.code_attempts, purpose.name
+            )
+
+        return await self._attempt(engine, limits, now, right)
+
+    async def check_phone(
+        self, engine: AsyncEngine, account: str, phone: str, limits: Limits, now: datetime
+    ) -> Checked:
+        """A phone the channel vouches for (Telegram's shared contact) is one registered for the account."""
+
+        async def right() -> bool:
+            registered = await phones_of_account(engine, account) if account else []
+            return phone_matches(registered, phone)
+
+        return await self._attempt(engine, limits, now, right)
+
+    async def check_digits(
+        self, engine: AsyncEngine, account: str, digits: str, limits: Limits, now: datetime
+    ) -> Checked:
+        """The last 4 digits of a registered phone; never right unless `phone_digits` is on."""
+
+        async def right() -> bool:
+            if not self.settings.phone_digits:
+                return False
+            registered = await phones_of_account(engine, account) if account else []
+            return digits_match(registered, digits)
+
+        return await self._attempt(engine, limits, now, right)
+
+    async def _attempt(
+        self, engine: AsyncEngine, limits: Limits, now: datetime, right: Callable[[], Awaitable[bool]]
+    ) -> Checked:
+        wait = await reserve_all(engine, limits, now)
+        if wait:
+            return Checked(False, wait)
+        ok = await right()
+        if ok and limits:
+            await clear(engine, limits[-1][0])
+        return Checked(ok)
+
+    async def close(self) -> None:
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)

@@ -37,7 +37,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from gateway.config import ModbusBusConfig, ModbusConfig, load_config
+from adapters.meters.config import ModbusBusConfig, ModbusConfig
+from gateway.config import load_config
 from gateway.model import Status, Submission, Verdict
 
 PROFILE = "eastron_sdm120"

@@ -26,7 +26,7 @@ from gateway.registry import import_registry
 from gateway.service import Gateway
 from gateway.store.database import create_engine
 from gateway.store.migrate import upgrade
-from gateway.store.schema import metadata
+from gateway.store.tables import all_tables
 
 PG_ADMIN_URL = os.environ.get("MG_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 BILLING_TOKEN = "test-billing-token"
@@ -122,7 +122,7 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         return
     url = request.getfixturevalue("pg_database")
     engine = create_engine(url)
-    tables = ", ".join(t.name for t in metadata.sorted_tables)
+    tables = ", ".join(t.name for t in all_tables().sorted_tables)  # every table, not only those imported
     async with engine.begin() as conn:
         await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     await engine.dispose()

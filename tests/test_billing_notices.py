@@ -48,7 +48,8 @@ async def gateway_web(
             "reminders": False,
             "billing_notices": request.param,
         },
-        cabinet={"trust_forwarded_for": True, "phone_digits_sign_in": True},
+        cabinet={"trust_forwarded_for": True},
+        verification={"phone_digits": True},
         held={"check_seconds": 3600},
     )
     yield w

@@ -134,7 +134,7 @@ async def start_web(db_url: str, tmp_path: Path, clock: FakeClock, **sections: d
     # The requests come from 127.0.0.1, a trusted proxy here: X-Forwarded-For names the client.
     # These tests sign in with the optional phone digits; tests/test_signin_code.py has the code.
     sections.setdefault("http", {"trusted_proxies": ["127.0.0.1"]})
-    sections.setdefault("cabinet", {"phone_digits_sign_in": True})
+    sections.setdefault("verification", {"phone_digits": True})
     sections.setdefault("operators", {"users": [OPERATOR]})
     gateway = Gateway(make_config(db_url, tmp_path, **sections), clock=clock)
     await gateway.start()

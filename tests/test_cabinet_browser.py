@@ -44,7 +44,7 @@ def db_url(tmp_path: Path) -> str:
 @pytest.fixture
 async def web(db_url: str, tmp_path: Path, clock: FakeClock) -> AsyncIterator[Web]:
     """The cabinet as shipped (a one-time code, no phone digits); codes go to the log here."""
-    w = await start_web(db_url, tmp_path, clock, cabinet={"code_to_log": True})
+    w = await start_web(db_url, tmp_path, clock, verification={"code_to_log": True})
     yield w
     await w.close()
 

@@ -175,3 +175,37 @@ async def test_a_client_going_away_mid_body_is_logged_without_a_traceback(
         await asyncio.sleep(0.05)
     assert any("client went away" in r.getMessage() for r in caplog.records)
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+async def test_a_header_over_the_limit_is_refused_with_400_and_one_quiet_log_line(
+    running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiohttp refuses it itself; the log gets one INFO line, not an ERROR with a traceback that
+    any client could repeat to fill the log."""
+    from gateway.logs import MalformedRequestFilter
+
+    logging.getLogger("aiohttp.server").addFilter(quiet := MalformedRequestFilter())
+    try:
+        with caplog.at_level(logging.INFO, logger="aiohttp.server"):
+            async with running.http.get(running.base + "/healthz", headers={"X-Big": "x" * 20_000}) as resp:
+                assert resp.status == 400
+            await asyncio.sleep(0.1)
+    finally:
+        logging.getLogger("aiohttp.server").removeFilter(quiet)
+    records = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert records, "aiohttp logged nothing: the test no longer sees what it checks"
+    assert all(r.levelno == logging.INFO and r.exc_info is None for r in records)
+    assert any("malformed request refused with 400" in r.getMessage() for r in records)
+
+
+def test_the_gateways_logging_quiets_malformed_requests() -> None:
+    from gateway.logs import MalformedRequestFilter, setup_logging
+
+    root, server = logging.getLogger(), logging.getLogger("aiohttp.server")
+    handlers, level, filters = root.handlers[:], root.level, server.filters[:]
+    try:
+        setup_logging("INFO")  # what `meter-gateway run` does first
+        assert any(isinstance(f, MalformedRequestFilter) for f in server.filters)
+    finally:
+        root.handlers[:], server.filters[:] = handlers, filters
+        root.setLevel(level)

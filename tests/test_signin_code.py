@@ -82,7 +82,7 @@ async def test_the_code_goes_to_the_linked_telegram_chat(
     web = Web(gateway, f"http://127.0.0.1:{gateway.port}", clock)
     try:
         async with aiohttp.ClientSession() as http:
-            await Chat(gateway, http, fake, clock).link(601, "1000002", "4568")
+            await Chat(gateway, http, fake, clock).link(601, "1000002")
         before = len(fake.calls)
         c = web.client()
         await ask_code(c, "1000002")
@@ -106,8 +106,8 @@ async def test_a_code_expires_works_once_and_is_resent_at_most_once_a_minute(
     db_url: str, tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING)
-    web = await start_web(db_url, tmp_path, clock, cabinet={"code_to_log": True})
-    cab = web.gateway.config.cabinet
+    web = await start_web(db_url, tmp_path, clock, verification={"code_to_log": True})
+    cab = web.gateway.config.verification
     try:
         c = web.client()
         await ask_code(c, "1000001")
@@ -141,7 +141,7 @@ async def test_a_code_is_void_after_its_wrong_entries(
     db_url: str, tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING)
-    web = await start_web(db_url, tmp_path, clock, cabinet={"code_to_log": True, "code_attempts": 3})
+    web = await start_web(db_url, tmp_path, clock, verification={"code_to_log": True, "code_attempts": 3})
     try:
         c = web.client()
         await ask_code(c, "1000001")
@@ -162,7 +162,7 @@ async def test_pages_say_the_same_for_unknown_accounts_and_nothing_when_no_chann
     db_url: str, tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    web = await start_web(db_url, tmp_path, clock, cabinet={"code_to_log": True})
+    web = await start_web(db_url, tmp_path, clock, verification={"code_to_log": True})
     try:
         pages = []
         for account in ("1000001", "9999999", "1000004", "abc"):
@@ -177,7 +177,7 @@ async def test_pages_say_the_same_for_unknown_accounts_and_nothing_when_no_chann
     finally:
         await web.close()
     # Neither SMS nor Telegram nor the log: the same neutral words for every account, no code page.
-    web = await start_web(db_url, tmp_path, clock, cabinet={})
+    web = await start_web(db_url, tmp_path, clock, verification={})
     try:
         for account in ("1000001", "9999999"):
             c = web.client()

@@ -17,11 +17,12 @@ import pytest
 from sqlalchemy import func, select
 
 from adapters.telegram_storage import DatabaseStorage, TelegramStore
+from gateway import accounts
 from gateway.config import Config, ConfigError, load_config
 from gateway.privacy import chat_ref
 from gateway.service import Gateway
 from gateway.store.schema import audit, inbound, readings
-from gateway.store.schema_telegram import telegram_updates
+from gateway.store.schema_telegram import telegram_link_attempts, telegram_updates
 from tests.conftest import BILLING_TOKEN, FakeClock, make_config
 from tests.fake_bot_api import (
     BOT_ID,
@@ -38,7 +39,14 @@ CHAT = 501
 OTHER = 502
 
 
-def telegram_config(db_url: str, tmp_path: Path, fake: FakeBotApi, **over: object) -> Config:
+def telegram_config(
+    db_url: str,
+    tmp_path: Path,
+    fake: FakeBotApi,
+    sections: dict[str, dict[str, object]] | None = None,
+    **over: object,
+) -> Config:
+    """The gateway with the bot on; `over` are `[telegram]` keys, `sections` other sections."""
     settings: dict[str, object] = {
         "enabled": True,
         "token": TOKEN,
@@ -50,7 +58,9 @@ def telegram_config(db_url: str, tmp_path: Path, fake: FakeBotApi, **over: objec
     }
     settings.update(over)
     # The db_url fixture has migrated the database already.
-    return make_config(db_url, tmp_path, telegram=settings, database={"auto_upgrade": False})
+    return make_config(
+        db_url, tmp_path, telegram=settings, database={"auto_upgrade": False}, **(sections or {})
+    )
 
 
 @dataclass
@@ -96,11 +106,13 @@ class Chat:
         calls = await self.deliver(contact_update(next(self.ids), chat_id, phone, owner))
         return [c["text"] for c in calls if c["method"] == "sendMessage"]
 
-    async def link(self, chat_id: int, account: str, last4: str) -> None:
+    async def link(self, chat_id: int, account: str) -> None:
+        """Link by sharing the chat's own contact: the account's first registered phone."""
         linked = await TelegramStore(self.gateway.engine, self.clock).links(chat_id)
         await self.say(chat_id, "/link" if linked else "/start")
         await self.say(chat_id, account)
-        replies = await self.say(chat_id, last4)
+        phone = (await accounts.phones_of_account(self.gateway.engine, account))[0]
+        replies = await self.share_contact(chat_id, phone)
         assert replies and replies[0] == f"✅ Л/с {account} привязан к этому чату.", replies
 
     async def count(self, table: Any) -> int:
@@ -171,13 +183,39 @@ async def test_linking_with_the_shared_contact_then_a_reading_is_accepted(chat: 
     assert reading.source == f"telegram:{chat_ref(CHAT)}" and reading.value == "12345.6"
 
 
-async def test_linking_with_the_last_four_digits_and_a_wrong_factor_is_limited(chat: Chat) -> None:
+async def test_the_last_four_digits_are_refused_by_default(chat: Chat) -> None:
     await chat.say(CHAT, "/start")
-    assert (await chat.say(CHAT, "10000"))[0].startswith(
-        "Подтвердите, что это ваш л/с 10000"
-    )  # unknown: not told
+    ask = (await chat.say(CHAT, "1000001"))[0]
+    assert "4 цифры" not in ask and "Получить код по SMS" not in ask  # no SMS route here: no code
+    assert await chat.say(CHAT, "4567") == [
+        "Пришлите 6 цифр кода из SMS, или нажмите «Поделиться номером». Отменить: /cancel"
+    ]
+    assert await chat.count(telegram_link_attempts) == 0  # not even checked
+    assert await TelegramStore(chat.gateway.engine, chat.clock).links(CHAT) == []
+
+
+async def test_linking_with_the_last_four_digits_when_enabled_and_a_wrong_factor_is_limited(
+    db_url: str, tmp_path: Path, clock: FakeClock, fake: FakeBotApi
+) -> None:
+    config = telegram_config(db_url, tmp_path, fake, {"verification": {"phone_digits": True}})
+    gateway = Gateway(config, clock=clock)
+    await gateway.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            await _digits_are_limited(Chat(gateway, http, fake, clock))
+    finally:
+        await gateway.stop()
+
+
+async def _digits_are_limited(chat: Chat) -> None:
+    await chat.say(CHAT, "/start")
+    ask = await chat.say(CHAT, "10000")
+    assert ask[0].startswith("Подтвердите, что это ваш л/с 10000")  # unknown: not told
+    assert "последние 4 цифры этого телефона" in ask[0]
     assert (await chat.say(CHAT, "1234"))[0].startswith("Не совпадает с телефоном, указанным для л/с 10000")
-    assert (await chat.say(CHAT, "12"))[0].startswith("Пришлите ровно 4 последние цифры")  # not counted
+    assert (await chat.say(CHAT, "12"))[0].startswith(
+        "Пришлите 6 цифр кода из SMS или 4 последние"
+    )  # not counted
     await chat.say(CHAT, "/start")
     await chat.say(CHAT, "1000001")
     for guess in ("0000", "1111", "2222", "3333", "5555"):  # the account's five from this chat
@@ -195,7 +233,9 @@ async def test_linking_with_the_last_four_digits_and_a_wrong_factor_is_limited(c
     await chat.say(CHAT, "1000001")
     assert "через 4 секунды" in (await chat.say(CHAT, "4567"))[0]
     chat.clock.advance(seconds=5)
-    await chat.link(CHAT, "1000001", "4567")
+    await chat.say(CHAT, "/start")
+    await chat.say(CHAT, "1000001")
+    assert (await chat.say(CHAT, "4567"))[0] == "✅ Л/с 1000001 привязан к этому чату."
     # Another chat is limited on its own: the stranger's failures did not slow it down.
     await chat.say(OTHER, "/start")
     await chat.say(OTHER, "1000001")
@@ -203,8 +243,8 @@ async def test_linking_with_the_last_four_digits_and_a_wrong_factor_is_limited(c
 
 
 async def test_a_chat_may_link_several_accounts_and_is_asked_which_one(chat: Chat) -> None:
-    await chat.link(CHAT, "1000005", "2233")
-    await chat.link(CHAT, "1000001", "4567")
+    await chat.link(CHAT, "1000005")
+    await chat.link(CHAT, "1000001")
     text_update = message_update(3001, CHAT, "12345")
     await chat.deliver(text_update)
     ask = chat.fake.sent(CHAT)[-1]
@@ -230,7 +270,7 @@ async def test_a_chat_may_link_several_accounts_and_is_asked_which_one(chat: Cha
 
 
 async def test_a_redelivered_update_gets_no_second_reading_and_no_second_reply(chat: Chat) -> None:
-    await chat.link(CHAT, "1000001", "4567")
+    await chat.link(CHAT, "1000001")
     update = message_update(4001, CHAT, "12345")
     status, body = await chat.post(update)
     assert (status, body["outcome"]) == (200, "done")
@@ -265,14 +305,14 @@ async def test_a_failed_reply_is_not_acknowledged_and_the_redelivery_sends_it_on
     await chat.say(CHAT, "/start")
     await chat.say(CHAT, "1000001")
     chat.fake.fail["sendmessage"] = 1  # Telegram is down while the chat gets linked
-    update = message_update(6001, CHAT, "4567")
+    update = contact_update(6001, CHAT, "+79161234567")
     status, body = await chat.post(update)
     assert status == 503 and body["error"]["code"] == "retry_later"  # Telegram will deliver it again
     assert await chat.count(readings) == 0
     sent = len(chat.fake.texts(CHAT))
     status, body = await chat.post(update)
     assert (status, body["outcome"]) == (200, "done")
-    # The stored replies are sent; "4567" is not handled again (it would be a reading by now).
+    # The stored replies are sent; the contact is not handled again (no second link, no second reply).
     assert chat.fake.texts(CHAT)[sent:][0] == "✅ Л/с 1000001 привязан к этому чату."
     assert len(chat.fake.texts(CHAT)[sent:]) == 2 and await chat.count(readings) == 0
     status, body = await chat.post(update)
@@ -295,7 +335,7 @@ async def _usual_history(chat: Chat) -> None:
 
 
 async def test_an_unusual_value_is_confirmed_with_the_button(chat: Chat) -> None:
-    await chat.link(CHAT, "1000001", "4567")
+    await chat.link(CHAT, "1000001")
     await _usual_history(chat)
     await chat.say(CHAT, "2400")
     held_msg = chat.fake.sent(CHAT)[-1]
@@ -307,7 +347,7 @@ async def test_an_unusual_value_is_confirmed_with_the_button(chat: Chat) -> None
     assert buttons(held_msg) == [("Подтвердить", f"cf:{receipt}"), ("Исправить", f"fx:{receipt}")]
 
     # Another chat cannot confirm it, even with the button's data.
-    await chat.link(OTHER, "1000002", "4568")
+    await chat.link(OTHER, "1000002")
     calls = await chat.press(OTHER, f"cf:{receipt}")
     assert [(c["method"], c.get("text")) for c in calls] == [("answerCallbackQuery", "Показания не найдены")]
 
@@ -325,7 +365,7 @@ async def test_an_unusual_value_is_confirmed_with_the_button(chat: Chat) -> None
 
 
 async def test_correct_asks_for_the_value_again_and_da_confirms_by_text(chat: Chat) -> None:
-    await chat.link(CHAT, "1000001", "4567")
+    await chat.link(CHAT, "1000001")
     await _usual_history(chat)
     await chat.say(CHAT, "2400")
     receipt = int(buttons(chat.fake.sent(CHAT)[-1])[0][1][3:])
@@ -350,7 +390,7 @@ async def test_correct_asks_for_the_value_again_and_da_confirms_by_text(chat: Ch
 
 
 async def test_step_by_step_with_zone_buttons_and_the_previous_reading(chat: Chat) -> None:
-    await chat.link(CHAT, "1000002", "4568")
+    await chat.link(CHAT, "1000002")
     await chat.say(CHAT, "/reading")
     menu = chat.fake.sent(CHAT)[-1]
     assert menu["text"] == (
@@ -396,7 +436,7 @@ async def test_an_account_with_two_meters_chooses_the_meter_by_button(chat: Chat
 
 
 async def test_history_shows_status_and_whether_billing_has_taken_them(chat: Chat) -> None:
-    await chat.link(CHAT, "1000001", "4567")
+    await chat.link(CHAT, "1000001")
     await chat.say(CHAT, "12345")
     async with chat.http.post(
         f"http://127.0.0.1:{chat.gateway.port}/api/v1/billing/batches",
@@ -439,7 +479,7 @@ async def test_a_conversation_continues_after_a_restart(
         second = Gateway(config, clock=clock)
         await second.start()
         chat.gateway = second
-        assert (await chat.say(CHAT, "4568"))[0] == "✅ Л/с 1000002 привязан к этому чату."
+        assert (await chat.share_contact(CHAT, "+79161234568"))[0] == "✅ Л/с 1000002 привязан к этому чату."
         await chat.say(CHAT, "/reading")
         await chat.press(CHAT, "z:T1")  # waiting for the value of T1 now
         await second.stop()
@@ -544,9 +584,9 @@ async def test_reminders_go_to_linked_chats_until_they_say_stop(chat: Chat) -> N
     from adapters.reminders import ReminderJob
     from adapters.telegram import TelegramChannel, TelegramNotifier
 
-    await chat.link(CHAT, "1000001", "4567")
-    await chat.link(CHAT, "1000005", "2233")
-    await chat.link(OTHER, "1000002", "4568")
+    await chat.link(CHAT, "1000001")
+    await chat.link(CHAT, "1000005")
+    await chat.link(OTHER, "1000002")
     gw = chat.gateway
     channel = TelegramChannel(gw.config, gw.engine, gw.intake, chat.clock)
     job = ReminderJob(gw.engine, gw.config, gw.calendar, chat.clock, [TelegramNotifier(channel)])
@@ -572,7 +612,7 @@ async def test_reminders_go_to_linked_chats_until_they_say_stop(chat: Chat) -> N
 
 
 async def test_help_and_unknown_commands_store_nothing(chat: Chat) -> None:
-    await chat.link(CHAT, "1000001", "4567")
+    await chat.link(CHAT, "1000001")
     for text in ("/help", "помощь", "/nosuchcommand"):
         replies = await chat.say(CHAT, text)
         assert replies[0].startswith("Как передать показания:\n• сообщением: 12345"), text

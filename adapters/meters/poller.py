@@ -47,6 +47,7 @@ from aiohttp import web
 from prometheus_client import Counter, Gauge, Histogram
 
 from adapters.meters import store
+from adapters.meters.config import ModbusBusConfig, ModbusConfig, ModbusMeterConfig
 from adapters.meters.modbus_link import LineTiming, Link, ReadError, serial_link, tcp_link
 from adapters.meters.profiles import (
     DEFAULT_DIR,
@@ -57,11 +58,11 @@ from adapters.meters.profiles import (
     plan_reads,
     split_block,
 )
-from gateway.config import ConfigError, ModbusBusConfig, ModbusConfig, ModbusMeterConfig
+from gateway.config import ConfigError
 from gateway.model import Channel, Status, Submission, Verdict
 
 if TYPE_CHECKING:
-    from gateway.service import Gateway
+    from gateway.host import Host
 
 log = logging.getLogger(__name__)
 
@@ -584,22 +585,22 @@ def _stop_if_cancelled() -> None:
 class ModbusPoller:
     """Holds the bus leases of this process and runs a worker per held bus."""
 
-    def __init__(self, gateway: Gateway, config: ModbusConfig, profiles: dict[str, Profile]) -> None:
-        self.gateway = gateway
+    def __init__(self, host: Host, config: ModbusConfig, profiles: dict[str, Profile]) -> None:
+        self.host = host
         self.config = config
-        self.engine = gateway.engine
-        self.clock = gateway.clock
+        self.engine = host.engine
+        self.clock = host.clock
         self.profiles = profiles
-        self.metrics = ModbusMetrics(gateway.metrics.registry)
+        self.metrics = ModbusMetrics(host.metrics.registry)
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.workers: dict[str, BusWorker] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._held_until: dict[str, datetime] = {}
 
     async def intake_submit(self, sub: Submission) -> Verdict:
-        return await self.gateway.intake.submit(sub)
+        return await self.host.intake.submit(sub)
 
-    async def run(self, gateway: Gateway) -> None:
+    async def run(self, host: Host) -> None:
         """The lease keeper: claim or renew each bus's lease, start or stop its worker."""
         renew_every = self.config.lease_seconds / 3
         try:
@@ -707,14 +708,14 @@ def load_modbus_profiles(config: ModbusConfig) -> dict[str, Profile]:
     return profiles
 
 
-def install(gateway: Gateway, app: web.Application) -> None:
+def install(host: Host, app: web.Application) -> None:
     """Poll the configured buses; nothing at all when `[[modbus.buses]]` lists none."""
-    config = gateway.config.modbus
+    config = host.config.section("modbus", ModbusConfig)
     if not config.buses:
         return
-    poller = ModbusPoller(gateway, config, load_modbus_profiles(config))
-    gateway.background.append(poller.run)
-    gateway.health_probes["modbus"] = poller.health
+    poller = ModbusPoller(host, config, load_modbus_profiles(config))
+    host.background.append(poller.run)
+    host.health_probes["modbus"] = poller.health
     app[MODBUS_POLLER] = poller
 
 

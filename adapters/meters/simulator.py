@@ -35,8 +35,8 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from adapters.meters.profiles import DEFAULT_DIR, Profile, Register, encode, load_profiles, plan_reads
 
 if TYPE_CHECKING:
-    from gateway.config import ModbusConfig
-    from gateway.service import Gateway
+    from adapters.meters.config import ModbusConfig
+    from gateway.host import Host
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +230,7 @@ def demo_modbus_config(current: ModbusConfig, port: int = DEMO_MODBUS_PORT) -> M
 
     SIM-0003 is listed without a profile: the poller detects it from its identification registers.
     """
-    from gateway.config import ModbusBusConfig, ModbusMeterConfig
+    from adapters.meters.config import ModbusBusConfig, ModbusMeterConfig
 
     if current.buses:
         return current
@@ -250,7 +250,7 @@ def demo_modbus_config(current: ModbusConfig, port: int = DEMO_MODBUS_PORT) -> M
     return current.model_copy(update={"buses": [bus], "lease_seconds": 15})
 
 
-async def serve_simulated_meters(gateway: Gateway, port: int = DEMO_MODBUS_PORT) -> None:
+async def serve_simulated_meters(host: Host, port: int = DEMO_MODBUS_PORT) -> None:
     """Background task of the demo: the simulated meters' Modbus TCP server on loopback."""
     bus = SimulatedBus(demo_meters())
     await bus.start_tcp("127.0.0.1", port)

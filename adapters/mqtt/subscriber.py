@@ -44,12 +44,12 @@ from aiohttp import web
 from prometheus_client import Counter, Gauge
 
 from adapters.device_items import ItemError, result_of, submission_from_item
-from gateway.config import MqttConfig
+from adapters.mqtt.config import MqttConfig
 from gateway.model import Channel, Submission
 from gateway.privacy import mask_phones_in
 
 if TYPE_CHECKING:
-    from gateway.service import Gateway
+    from gateway.host import Host
 
 log = logging.getLogger(__name__)
 
@@ -199,11 +199,11 @@ def _usable_topic_level(meter: str) -> bool:
 class MqttSubscriber:
     """The background task and its health probe."""
 
-    def __init__(self, gateway: Gateway, settings: MqttConfig) -> None:
-        self.gateway = gateway
+    def __init__(self, host: Host, settings: MqttConfig) -> None:
+        self.host = host
         self.settings = settings
         self.client_id = settings.client_id or f"meter-gateway-{socket.gethostname()}"[:128]
-        self.metrics = MqttMetrics(gateway.metrics.registry)
+        self.metrics = MqttMetrics(host.metrics.registry)
         self.connected = False
         self.last_message_at: datetime | None = None
         self.last_connected_at: datetime | None = None
@@ -227,7 +227,7 @@ class MqttSubscriber:
 
     # -- connection -------------------------------------------------------------------------
 
-    async def run(self, gateway: Gateway) -> None:
+    async def run(self, host: Host) -> None:
         """Stay subscribed until cancelled, reconnecting with growing pauses."""
         s = self.settings
         delay = s.reconnect_initial_seconds
@@ -281,7 +281,7 @@ class MqttSubscriber:
                 await client.subscribe(topic, qos=s.qos)
             self.connected = True
             self.metrics.connected.set(1)
-            self.last_connected_at = self.gateway.clock()
+            self.last_connected_at = self.host.clock()
             session.connected_at = time.monotonic()
             log.info("mqtt: connected to %s:%s as %s, topics %s", s.host, s.port, self.client_id, s.topics)
             slots = asyncio.Semaphore(s.max_in_flight)
@@ -305,12 +305,12 @@ class MqttSubscriber:
     async def _decide(self, client: aiomqtt.Client, message: aiomqtt.Message, session: _Session) -> None:
         topic = message.topic.value
         payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
-        now = self.gateway.clock()
+        now = self.host.clock()
         self.last_message_at = now
         self.counts["messages"] += 1
         try:
             items, subs = parse_payload(
-                topic, payload, self.settings.topics, now, self.gateway.config.devices.max_items
+                topic, payload, self.settings.topics, now, self.host.config.devices.max_items
             )
         except BadMessage as exc:
             self.counts["malformed"] += 1
@@ -326,7 +326,7 @@ class MqttSubscriber:
             self._ack(client, message, session)
             return
         try:
-            verdicts = await self.gateway.intake.submit_many(subs)
+            verdicts = await self.host.intake.submit_many(subs)
         except Exception:
             session.store_failed = True
             self.counts["failed"] += 1
@@ -381,11 +381,11 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:300]
 
 
-def install(gateway: Gateway, app: web.Application) -> None:
+def install(host: Host, app: web.Application) -> None:
     """With `[mqtt] enabled`: subscribe to the broker in the background and report in /healthz."""
-    settings = gateway.config.mqtt
+    settings = host.config.section("mqtt", MqttConfig)
     if not settings.enabled:
         return
-    subscriber = MqttSubscriber(gateway, settings)
-    gateway.background.append(subscriber.run)
-    gateway.health_probes["mqtt"] = subscriber.health
+    subscriber = MqttSubscriber(host, settings)
+    host.background.append(subscriber.run)
+    host.health_probes["mqtt"] = subscriber.health

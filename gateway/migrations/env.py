@@ -8,10 +8,10 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from gateway.store.database import create_engine
-from gateway.store.schema import metadata
+from gateway.store.tables import all_tables
 
 config = context.config
-target_metadata = metadata
+target_metadata = all_tables()  # every table, the doors' too: autogenerate sees the whole schema
 
 
 def _run(connection: Connection) -> None:

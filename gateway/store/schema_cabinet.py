@@ -77,12 +77,14 @@ signin_throttle = Table(
     Column("last_at", BigInteger, nullable=False),  # the last attempt's second
 )
 
-# One-time sign-in codes of the cabinet: only a keyed hash (HMAC-SHA256) of the code is kept.
+# One-time codes of residents (gateway/verification.py): only a keyed hash (HMAC-SHA256) of the
+# code is kept; `purpose` is the door it opens ("cabinet" sign-in, "telegram" linking).
 signin_codes = Table(
     "signin_codes",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("account", String(32), nullable=False),
+    Column("purpose", String(16), nullable=False, server_default="cabinet"),
     Column("code_hash", String(64), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("expires_at", UtcDateTime(), nullable=False),

@@ -19,7 +19,7 @@ telegram_links = Table(
     Column("chat_id", BigInteger, primary_key=True, autoincrement=False),
     Column("account_id", Id, ForeignKey("accounts.id"), primary_key=True, autoincrement=False),
     Column("user_id", BigInteger, nullable=True),  # the Telegram user who linked it
-    Column("method", String(16), nullable=False),  # "contact" | "last4"
+    Column("method", String(16), nullable=False),  # "contact" | "code" | "last4" | "office"
     Column("linked_at", UtcDateTime(), nullable=False),
     Column("reminders", Boolean, nullable=False, default=True),  # "стоп" turns them off for the chat
 )

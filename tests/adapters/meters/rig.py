@@ -14,11 +14,11 @@ from typing import Any
 
 from sqlalchemy import select
 
+from adapters.meters.config import ModbusBusConfig, ModbusConfig
 from adapters.meters.poller import BusWorker, MeterState, ModbusPoller, load_modbus_profiles
 from adapters.meters.profiles import DEFAULT_DIR, Profile, load_profiles
 from adapters.meters.simulator import SimulatedBus, SimulatedMeter
 from adapters.meters.tables import modbus_events
-from gateway.config import ModbusBusConfig, ModbusConfig
 from gateway.service import Gateway
 from gateway.store.schema import accounts, meters, readings
 from tests.conftest import FakeClock, make_config

@@ -213,8 +213,8 @@ async def test_two_gateways_share_the_buses_without_polling_a_meter_twice(
 
 
 async def test_demo_meters_are_polled_and_booked(db_url: str, tmp_path: Path) -> None:
+    from adapters.meters.config import ModbusConfig
     from adapters.meters.simulator import SimulatedBus, demo_meters, demo_modbus_config
-    from gateway.config import ModbusConfig
 
     sim = SimulatedBus(demo_meters())
     port = await sim.start_tcp()

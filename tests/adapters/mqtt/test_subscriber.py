@@ -410,13 +410,16 @@ async def test_the_demo_takes_readings_over_mqtt_when_a_broker_answers(
     broker: tuple[str, int], tmp_path: Path
 ) -> None:
     """`make demo` subscribes to a local Mosquitto and answers on the reply topic it prints."""
-    from gateway.cli import DEMO_MQTT_REPLIES, demo_config
+    from adapters.mqtt.demo import DEMO_MQTT_REPLIES
+    from gateway.cli import demo_config
 
-    without = demo_config(load_config(None, {"GATEWAY_MQTT_PORT": str(_free_port())}))
-    assert not without.mqtt.enabled  # nobody listens there: the demo leaves MQTT off
+    without, parts = demo_config(load_config(None, {"GATEWAY_MQTT_PORT": str(_free_port())}))
+    assert not without.mqtt.enabled  # nobody listens there: the demo leaves MQTT off, and says so
+    assert any("no broker answers" in line for part in parts for line in part.hints)
     env = {"GATEWAY_MQTT_HOST": broker[0], "GATEWAY_MQTT_PORT": str(broker[1])}
-    demo = demo_config(load_config(None, env))
+    demo, parts = demo_config(load_config(None, env))
     assert demo.mqtt.enabled and demo.mqtt.reply_topic_prefix == DEMO_MQTT_REPLIES
+    assert any(f"mosquitto_sub -h {broker[0]}" in line for part in parts for line in part.hints)
     client_id = f"mg-test-demo-{uuid.uuid4().hex[:8]}"
     # Only what a test cannot share with a running demo: its database, ports and session name.
     config = demo.model_copy(
