@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from adapters.app_keys import BILLING, CLOCK, CONFIG
-from adapters.http_common import ApiError, json_response, read_json, require_bearer
+from gateway.app_keys import BILLING, CLOCK, CONFIG
 from gateway.billing import BatchNotFound, Billing, LeaseExpired
 from gateway.bounds import CONTROL
 from gateway.config import Config
+from gateway.http_api import ApiError, json_response, read_json, require_bearer
 from gateway.intake import Clock
 
 if TYPE_CHECKING:

@@ -13,24 +13,21 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from aiogram.exceptions import TelegramAPIError
-from aiogram.methods import SendMessage
 from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.app_keys import CLOCK, CONFIG, ENGINE
 from adapters.reminders import SendFailed
-from adapters.sms_kannel import KannelSendsms
+from adapters.sms.kannel import KannelSendsms
 from gateway import accounts as registry
+from gateway.app_keys import CLOCK, CONFIG, ENGINE
 from gateway.config import Config
 from gateway.privacy import mask_phone
 from gateway.store.schema import accounts
-from gateway.store.schema_telegram import telegram_links
 from gateway.verification import CodeSender, Verifier
 
 if TYPE_CHECKING:
-    from adapters.telegram import TelegramChannel
+    from adapters.telegram.channel import TelegramChannel
 
 log = logging.getLogger(__name__)
 
@@ -51,32 +48,6 @@ class SmsCodeSender:
                 sent = True
             except SendFailed as exc:
                 log.warning("sign-in code to %s not sent: %s", mask_phone(phone), exc)
-        return sent
-
-
-class TelegramCodeSender:
-    """The code to every Telegram chat linked to the account."""
-
-    channel = "telegram"
-
-    def __init__(self, tg: TelegramChannel) -> None:
-        self.tg = tg
-
-    async def send_code(self, engine: AsyncEngine, account: str, text: str) -> bool:
-        query = (
-            select(telegram_links.c.chat_id)
-            .join(accounts, accounts.c.id == telegram_links.c.account_id)
-            .where(accounts.c.number == account)
-        )
-        async with engine.connect() as conn:
-            chats = list((await conn.execute(query)).scalars())
-        sent = False
-        for chat_id in chats:
-            try:
-                await self.tg.bot(SendMessage(chat_id=int(chat_id), text=text))
-                sent = True
-            except TelegramAPIError as exc:
-                log.warning("sign-in code to a Telegram chat of account %s not sent: %s", account, exc)
         return sent
 
 
@@ -104,6 +75,8 @@ def code_senders(config: Config, telegram: TelegramChannel | None) -> list[CodeS
     if config.sms.sendsms_url:
         senders.append(SmsCodeSender(KannelSendsms(config.sms)))
     if telegram is not None:
+        from adapters.telegram.notifier import TelegramCodeSender  # aiogram: only with the bot on
+
         senders.append(TelegramCodeSender(telegram))
     if config.verification.code_to_log:
         senders.append(LogCodeSender())
@@ -131,7 +104,7 @@ def shared_verifier(app: web.Application) -> Verifier:
     app[VERIFIER] = verifier
 
     async def start(app: web.Application) -> None:
-        from adapters.telegram import TELEGRAM
+        from adapters.telegram.keys import TELEGRAM
 
         verifier.senders = code_senders(config, app.get(TELEGRAM))
         await verifier.start(app[ENGINE], app[CLOCK]())

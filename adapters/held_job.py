@@ -39,8 +39,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.reminders import END_HOUR, GIVE_UP_AFTER, START_HOUR, JobStatus, SendFailed, account_zones
-from adapters.sms_kannel import KannelSendsms
-from adapters.telegram import TELEGRAM, TelegramChannel, TelegramNotifier, confirm_keyboard
+from adapters.sms.kannel import KannelSendsms
+from adapters.sms.tables import sender_key, sms_messages
+from adapters.telegram.keys import TELEGRAM
+from adapters.telegram.tables import telegram_links
 from gateway import held
 from gateway.calendar import WorkCalendar
 from gateway.config import Config
@@ -51,8 +53,6 @@ from gateway.model import Channel, Status
 from gateway.privacy import mask_phones_in
 from gateway.store.schema import accounts, phones, readings
 from gateway.store.schema_held import FANOUT, notices
-from gateway.store.schema_sms import sender_key, sms_messages
-from gateway.store.schema_telegram import telegram_links
 from gateway.validation.explain import num, period_ru
 
 if TYPE_CHECKING:
@@ -435,18 +435,6 @@ class SmsSender:
         await self.inner.close()
 
 
-class TelegramSender:
-    """Notices to linked chats through the Telegram channel's bot; a reminder to confirm carries
-    the same "Подтвердить" / "Исправить" buttons as the first answer."""
-
-    def __init__(self, tg: TelegramChannel) -> None:
-        self.inner = TelegramNotifier(tg)
-
-    async def send(self, recipient: str, text: str, confirm_receipt: int | None) -> None:
-        markup = confirm_keyboard(confirm_receipt) if confirm_receipt is not None else None
-        await self.inner.send(recipient, text, markup)
-
-
 def senders_of(gateway: Gateway, app: web.Application) -> dict[str, Sender]:
     """The channels this gateway can tell residents through."""
     out: dict[str, Sender] = {}
@@ -454,6 +442,8 @@ def senders_of(gateway: Gateway, app: web.Application) -> dict[str, Sender]:
         out["sms"] = SmsSender(gateway.config)
     tg = app.get(TELEGRAM)
     if tg is not None:
+        from adapters.telegram.notifier import TelegramSender  # aiogram: only with the bot on
+
         out["telegram"] = TelegramSender(tg)
     return out
 

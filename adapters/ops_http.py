@@ -14,9 +14,9 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.app_keys import BILLING, CLOCK, CONFIG, ENGINE, HEALTH_PROBES, METRICS
-from adapters.http_common import error_response, json_response
+from gateway.app_keys import BILLING, CLOCK, CONFIG, ENGINE, HEALTH_PROBES, METRICS
 from gateway.billing import Billing
+from gateway.http_api import error_response, json_response
 from gateway.intake import Clock
 from gateway.metrics import Metrics
 

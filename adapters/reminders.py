@@ -41,7 +41,7 @@ from gateway.config import Config
 from gateway.intake import Clock
 from gateway.privacy import mask_phones_in
 from gateway.store.schema import accounts
-from gateway.store.schema_sms import (
+from gateway.store.schema_reminders import (
     accounts_without_reading,
     claim_reminder,
     release_reminder,

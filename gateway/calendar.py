@@ -191,14 +191,21 @@ def billing_period(local_day: date, window_start_day: int = 15, cutoff_day: int 
     return f"{local_day.year:04d}-{local_day.month + 1:02d}"
 
 
+def window_days(window_start_day: int = 15, cutoff_day: int = 26) -> tuple[int, int]:
+    """Return the first and last day of the month (inclusive) of every period's acceptance window:
+    readings from the cut-off day on count for the next period."""
+    _check_window(window_start_day, cutoff_day)
+    return window_start_day, cutoff_day - 1
+
+
 def period_window(period: str, window_start_day: int = 15, cutoff_day: int = 26) -> tuple[date, date]:
     """Return the first and last day (inclusive) of the reading acceptance window of `period`."""
-    _check_window(window_start_day, cutoff_day)
+    first, last = window_days(window_start_day, cutoff_day)
     match = _PERIOD.fullmatch(period)
     if match is None or not 1 <= int(match.group(2)) <= 12:
         raise ValueError(f"period must look like 'YYYY-MM', got {period!r}")
     year, month = int(match.group(1)), int(match.group(2))
-    return date(year, month, window_start_day), date(year, month, cutoff_day - 1)
+    return date(year, month, first), date(year, month, last)
 
 
 def _check_window(window_start_day: int, cutoff_day: int) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -20,12 +19,10 @@ from gateway.plugins import DemoPart
 
 DEMO_DB = "var/demo.db"
 DEMO_BILLING_TOKEN = "demo-billing-token"
-DEMO_DEVICE_TOKEN = "demo-device-token"
-DEMO_KANNEL_KEY = "demo-kannel-key"
-DEMO_OPERATOR_PASSWORD = "demo-operator"
 
 
-def _config(args: argparse.Namespace) -> Config:
+def config_of(args: argparse.Namespace) -> Config:
+    """The configuration the command line names: `--config FILE`, else ./gateway.toml if present."""
     path = args.config
     if path is None and Path("gateway.toml").exists():
         path = "gateway.toml"
@@ -35,7 +32,7 @@ def _config(args: argparse.Namespace) -> Config:
 def cmd_run(args: argparse.Namespace) -> int:
     from gateway.service import Gateway, serve
 
-    config = _config(args)
+    config = config_of(args)
     try:
         asyncio.run(serve(Gateway(config)))
     except OSError as exc:
@@ -46,8 +43,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def demo_config(config: Config) -> tuple[Config, list[DemoPart]]:
     """`config` with what the demo adds where the operator has set nothing: its database,
-    registry, tokens, every resident channel on loopback, a demo employee, and each declared
-    door's part (simulated meters; MQTT when a broker answers); with those parts."""
+    registry, billing token, one-time codes to the log, and each declared door's part (a device
+    token; Kannel's SMS route; the FastAGI server; a demo employee; simulated meters; MQTT when a
+    broker answers); with those parts."""
     overrides: dict[str, Any] = {
         "database": config.database.model_copy(update={"url": f"sqlite+aiosqlite:///{DEMO_DB}"}),
         "registry": config.registry.model_copy(
@@ -56,21 +54,9 @@ def demo_config(config: Config) -> tuple[Config, list[DemoPart]]:
         "billing": config.billing.model_copy(
             update={"tokens": config.billing.tokens or [DEMO_BILLING_TOKEN]}
         ),
-        "devices": config.devices.model_copy(update={"tokens": config.devices.tokens or [DEMO_DEVICE_TOKEN]}),
-        # Every resident channel on loopback: Kannel's route (call it with curl) and the FastAGI server.
-        "sms": config.sms.model_copy(update={"kannel_key": config.sms.kannel_key or DEMO_KANNEL_KEY}),
-        "ivr": config.ivr.model_copy(update={"enabled": True}),
         # No SMS centre in the demo: residents' one-time codes are written to the console (log).
         "verification": config.verification.model_copy(update={"code_to_log": True}),
     }
-    if not config.operators.users:  # a demo employee for /operator/
-        from adapters.web_auth import hash_password
-        from gateway.config import OperatorUser
-
-        demo_user = OperatorUser(
-            login="demo", name="Демо Оператор", password_hash=hash_password(DEMO_OPERATOR_PASSWORD)
-        )
-        overrides["operators"] = config.operators.model_copy(update={"users": [demo_user]})
     parts = plugins.demo_parts(config)
     for part in parts:
         overrides.update(part.overrides)
@@ -80,7 +66,7 @@ def demo_config(config: Config) -> tuple[Config, list[DemoPart]]:
 def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.service import Gateway, serve
 
-    config, parts = demo_config(_config(args))
+    config, parts = demo_config(config_of(args))
     gateway = Gateway(config)
     for part in parts:
         gateway.background.extend(part.background)
@@ -92,14 +78,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 Try:
   curl {base}/healthz
   curl {base}/metrics | grep gateway_
-  curl -X POST -H 'Authorization: Bearer {DEMO_DEVICE_TOKEN}' -d '{{"readings":[{{"id":"try-1","meter":"E-45871234","value":"12345"}}]}}' {base}/api/v1/readings
   curl -X POST -H 'Authorization: Bearer {DEMO_BILLING_TOKEN}' -d '{{"limit":10}}' {base}/api/v1/billing/batches
   curl -X POST -H 'Authorization: Bearer {DEMO_BILLING_TOKEN}' {base}/api/v1/billing/batches/BATCH_ID/commit
   curl -H 'Authorization: Bearer {DEMO_BILLING_TOKEN}' {base}/api/v1/billing/sla
-  curl '{base}/channels/sms/kannel?key={DEMO_KANNEL_KEY}&from=%2B79161234567&id=demo-1&text=2000001+12345'
 Web cabinet: {base}/cabinet/ (account 2000001; the sign-in code appears in this console's log, "verification.code_to_log: account 2000001, Код входа ...")
-Telephone: Asterisk's AGI(agi://{config.ivr.host}:{config.ivr.port}/readings) (deploy/asterisk/extensions.conf)
-Operators' desk: {base}/operator/ (login demo, password {DEMO_OPERATOR_PASSWORD})
 Stop with Ctrl+C.""",
         flush=True,
     )
@@ -120,7 +102,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from gateway.store.database import create_engine
     from gateway.store.migrate import upgrade
 
-    config = _config(args)
+    config = config_of(args)
 
     async def go() -> None:
         engine = create_engine(config.database.url)
@@ -144,7 +126,7 @@ def cmd_import_registry(args: argparse.Namespace) -> int:
     from gateway.store.database import create_engine
     from gateway.store.migrate import upgrade
 
-    config = _config(args)
+    config = config_of(args)
     if not Path(args.file).is_file():
         print(f"error: {args.file}: no such file", file=sys.stderr)
         return 2
@@ -209,7 +191,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     from gateway.exporting import export_readings
 
-    config = _config(args)
+    config = config_of(args)
     since = _in_utc(args.since, config.calendar.timezone)
     until = _in_utc(args.until, config.calendar.timezone)
     assert since is not None
@@ -252,54 +234,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_password() -> str | None:
-    """A new password: typed twice on a terminal, or the first line of standard input."""
-    if sys.stdin.isatty():
-        import getpass
-
-        first = getpass.getpass("password: ")
-        if first != getpass.getpass("again: "):
-            print("error: the passwords differ", file=sys.stderr)
-            return None
-        return first
-    return sys.stdin.readline().rstrip("\n")
-
-
-def cmd_operator(args: argparse.Namespace) -> int:
-    """`operator add LOGIN --name "ФИО"` stores an employee; `operator hash` prints a hash for the config."""
-    from adapters.web_auth import add_operator, hash_password  # the desk's own password scheme
-
-    if args.operator_command == "add" and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", args.login):
-        print("error: the login may have Latin letters, digits, '.', '_' and '-' only", file=sys.stderr)
-        return 2
-    password = _read_password()
-    if password is None:
-        return 2
-    if len(password) < 8:
-        print("error: the password must have at least 8 characters", file=sys.stderr)
-        return 2
-    if args.operator_command == "hash":
-        print(hash_password(password))
-        return 0
-    config = _config(args)
-
-    async def go() -> bool:
-        from gateway.store.database import create_engine
-        from gateway.store.migrate import upgrade
-
-        engine = create_engine(config.database.url)
-        try:
-            if config.database.auto_upgrade:
-                await upgrade(engine)
-            return await add_operator(engine, args.login, args.name, password, datetime.now(UTC))
-        finally:
-            await engine.dispose()
-
-    added = asyncio.run(go())
-    print(f"operator {args.login} ({args.name}) {'added' if added else 'updated'}")
-    return 0
-
-
 def cmd_privacy_report(args: argparse.Namespace) -> int:
     """`privacy report ACCOUNT`: what is stored about an account, in full; exit 1 when unknown."""
     from sqlalchemy.exc import SQLAlchemyError
@@ -309,7 +243,7 @@ def cmd_privacy_report(args: argparse.Namespace) -> int:
     from gateway.store.database import create_engine
     from gateway.store.migrate import upgrade
 
-    config = _config(args)
+    config = config_of(args)
 
     async def go() -> list[str] | None:
         engine = create_engine(config.database.url)
@@ -370,16 +304,6 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--output", "-o", help="file to write (default: standard output)")
     exp.add_argument("--all", action="store_true", help="every verdict, not only accepted readings")
     exp.set_defaults(func=cmd_export)
-
-    op = sub.add_parser("operator", help="staff of the operators' desk (/operator/)")
-    opsub = op.add_subparsers(dest="operator_command", required=True)
-    add = opsub.add_parser("add", help="add an employee or reset their password (read from stdin or typed)")
-    add.add_argument("login")
-    add.add_argument("--name", required=True, help='full name recorded with readings, e.g. "Иванова А. А."')
-    add.set_defaults(func=cmd_operator)
-    opsub.add_parser("hash", help="print a password hash for [operators] users").set_defaults(
-        func=cmd_operator
-    )
 
     priv = sub.add_parser("privacy", help="personal data (152-FZ)")
     privsub = priv.add_subparsers(dest="privacy_command", required=True)

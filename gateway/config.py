@@ -95,120 +95,6 @@ class BillingConfig(Section):
     max_batch: int = Field(5000, ge=1)
 
 
-class DevicesConfig(Section):
-    tokens: list[str] = Field(default_factory=list)
-    max_items: int = Field(5000, ge=1)
-
-
-class SmsConfig(Section):
-    """`[sms]`: Kannel's sms-service route, aggregators' webhooks and SMS reminders (adapters/sms_*.py)."""
-
-    kannel_key: str = ""  # shared secret in the sms-service get-url; empty: the Kannel route is off
-    # Kannel's sendsms with its user, e.g. http://127.0.0.1:13013/cgi-bin/sendsms?username=gw&password=..
-    # (the gateway adds to, text, charset, coding); empty: no SMS reminders.
-    sendsms_url: str = ""
-    # Longest reply: 2 concatenated UCS-2 parts carry 2 x 67 characters; one part carries 70.
-    reply_max_chars: int = Field(134, ge=70, le=134)
-    replies_per_hour: int = Field(10, ge=1)  # per sender; over it the reading is kept, the reply not sent
-    twilio_auth_token: str = ""  # empty: the Twilio-compatible webhook is off
-    twilio_webhook_url: str = ""  # the URL as configured at the aggregator (when behind a proxy)
-    reminders: bool = True  # remind residents by SMS (needs sendsms_url)
-    reminder_check_seconds: float = Field(300.0, gt=0)  # how often the reminder job looks for work
-    sendsms_timeout_seconds: float = Field(10.0, gt=0)
-    # "Показания переданы в расчёт" by SMS too (to the phone the reading came from); Telegram and
-    # the cabinet always tell it. Costs an SMS per reading, hence off by default.
-    billing_notices: bool = False
-
-
-class TelegramConfig(Section):
-    """The Telegram bot (adapters/telegram.py): webhook at /channels/telegram/webhook or long polling."""
-
-    enabled: bool = False
-    token: str = ""  # from @BotFather: "123456789:AA..."
-    mode: Literal["webhook", "polling"] = "webhook"
-    # Telegram sends it in X-Telegram-Bot-Api-Secret-Token; 1-256 of A-Z a-z 0-9 _ -
-    webhook_secret: str = ""
-    api_base: str = "https://api.telegram.org"  # or a self-hosted Bot API server
-    webhook_url: str = ""  # public HTTPS URL of the webhook route; set: registered at start-up
-    poll_timeout_seconds: int = Field(25, ge=0, le=50)  # long-polling wait of one getUpdates
-    link_max_failures: int = Field(5, ge=1)  # wrong second factors per chat within the window
-    link_max_failures_per_account: int = Field(10, ge=1)  # ... and per account, from any chat
-    link_window_minutes: int = Field(60, ge=1)
-    history_limit: int = Field(10, ge=1, le=50)  # submissions per account shown by /history
-    reminders: bool = True  # remind linked chats to submit (the reminder job of [sms] runs them)
-
-    @model_validator(mode="after")
-    def _usable(self) -> TelegramConfig:
-        import re
-
-        if not self.enabled:
-            return self
-        if not re.fullmatch(r"\d+:[A-Za-z0-9_-]+", self.token):
-            raise ValueError("token must be the bot token from @BotFather, like 123456789:AAE...")
-        if self.mode == "webhook" and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", self.webhook_secret):
-            raise ValueError("webhook mode needs webhook_secret: 1-256 characters of A-Z, a-z, 0-9, _ and -")
-        if not self.api_base.startswith(("http://", "https://")):
-            raise ValueError("api_base must be an http(s) URL")
-        return self
-
-
-class IvrConfig(Section):
-    """The telephone menu (adapters/ivr_agi.py): a FastAGI server Asterisk calls as agi://HOST:PORT/readings."""
-
-    enabled: bool = False
-    host: str = "127.0.0.1"
-    port: int = Field(4573, ge=0, le=65535)  # 0: any free port (tests)
-    prompts: str | None = None  # the prompt catalogue; default deploy/ivr/prompts.toml
-    sounds: str = "meter-gateway"  # where the prompts lie under Asterisk's sounds/<language>/
-    timeout_seconds: float = Field(6.0, gt=0, le=30)  # wait for a key before counting silence
-    attempts: int = Field(3, ge=1, le=5)  # tries per step before the operator takes over
-    operator_variable: str = "IVR_RESULT"  # set to "operator" or "done" before returning to the dialplan
-    max_calls: int = Field(200, ge=1)  # calls started at once (environment read); more get the operator
-    max_connections: int = Field(400, ge=1)  # open FastAGI connections at once; more are closed at once
-    handshake_timeout_seconds: float = Field(5.0, gt=0, le=60)  # the AGI environment must arrive within
-    max_line_bytes: int = Field(8192, ge=1024, le=65536)  # a longer AGI line closes the connection
-
-
-class CabinetConfig(Section):
-    """The residents' web cabinet at `/cabinet/` (adapters/cabinet.py)."""
-
-    enabled: bool = True
-    # Secret for the encrypted session cookies: a Fernet key or any string of 32+ characters.
-    # Empty: one is generated on first start and kept in the database, so sessions survive restarts.
-    session_key: str = ""
-    session_idle_minutes: int = Field(30, ge=1, le=24 * 60)
-    cookie_secure: bool = False  # set true behind HTTPS: cookies are then never sent over plain HTTP
-    # Sign-in throttling (gateway/verification.py), also for the operators' desk: failures per
-    # account (or login) from one client address that are checked at once; after them each further
-    # attempt from that address waits 2, 4, 8 ... seconds, up to lockout_minutes. Never a lockout of
-    # the account as such: the holder from another address is not slowed by a stranger's failures.
-    max_failures_per_account: int = Field(5, ge=1)
-    max_failures_per_address: int = Field(20, ge=1)  # ... and per client address over all accounts
-    lockout_minutes: int = Field(15, ge=1)  # the longest wait; counts quiet for 4x this start over
-    # Deprecated: true means http.trusted_proxies = ["127.0.0.1", "::1"] when that list is empty.
-    trust_forwarded_for: bool = False
-
-    @field_validator("session_key")
-    @classmethod
-    def _key_long_enough(cls, value: str) -> str:
-        if value and len(value) < 32:
-            raise ValueError("must be a Fernet key or a secret of at least 32 characters")
-        return value
-
-
-class OperatorUser(Section):
-    login: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
-    name: str = Field(min_length=1, max_length=120)  # the employee's full name, recorded with readings
-    password_hash: str = Field(min_length=20)  # argon2 (`meter-gateway operator hash`) or scrypt
-
-
-class OperatorsConfig(Section):
-    """The operators' desk at `/operator/` (adapters/operator_desk.py)."""
-
-    enabled: bool = True
-    users: list[OperatorUser] = Field(default_factory=list)  # besides those added by the CLI
-
-
 class RegistryConfig(Section):
     csv: str | None = None
 
@@ -339,13 +225,7 @@ class CoreConfig(Section):
     http: HttpConfig = Field(default_factory=HttpConfig)
     calendar: CalendarConfig = Field(default_factory=CalendarConfig)
     billing: BillingConfig = Field(default_factory=BillingConfig)
-    devices: DevicesConfig = Field(default_factory=DevicesConfig)
-    sms: SmsConfig = Field(default_factory=SmsConfig)
-    telegram: TelegramConfig = Field(default_factory=TelegramConfig)
-    ivr: IvrConfig = Field(default_factory=IvrConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
-    cabinet: CabinetConfig = Field(default_factory=CabinetConfig)
-    operators: OperatorsConfig = Field(default_factory=OperatorsConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     ops: OpsConfig = Field(default_factory=OpsConfig)

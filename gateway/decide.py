@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert, Update
 
 from gateway.bounds import storable, unfit_field, unprocessable
-from gateway.calendar import WorkCalendar, billing_period
+from gateway.calendar import WorkCalendar, billing_period, window_days
 from gateway.config import Config, RuleThresholds
 from gateway.grammar import HELP_EN, HELP_RU, ParsedReading, ParseFailure, parse_message
 from gateway.group_split import Outcome, decide_apart
@@ -534,11 +534,12 @@ class Decider:
         period = billing_period(day, cal.window_start_day, cal.cutoff_day)
         if day.day < cal.cutoff_day:
             return period, None
+        last = window_days(cal.window_start_day, cal.cutoff_day)[1]
         return period, reason(
             "next_period",
             Severity.INFO,
-            f"Учтём в {period_ru(period, prepositional=True)}: приём до {cal.cutoff_day - 1}-го",
-            f"counted for {period}: readings for this month were taken until day {cal.cutoff_day - 1}",
+            f"Учтём в {period_ru(period, prepositional=True)}: приём до {last}-го",
+            f"counted for {period}: readings for this month were taken until day {last}",
         )
 
     def _evaluate(self, p: _Pending, states: dict[tuple[int, str], ZoneState], now: datetime) -> None:

@@ -11,6 +11,7 @@ pyproject.toml changes). The groups:
 | `meter_gateway.tables` | `pkg.module` | a module defining the door's tables on `gateway.store.schema.metadata` |
 | `meter_gateway.channels` | `pkg.module` | a module with `install(host, app)`: its routes, background tasks, probes |
 | `meter_gateway.commands` | `pkg.module:add_commands` | `add_commands(subparsers)`: the door's `meter-gateway` subcommands |
+| `meter_gateway.privacy` | `pkg.module` | the door's personal data: optional `report_lines(conn, account_id, phones) -> list[str]` (for `privacy report`), `sources(conn, account_id) -> list[str]` (its `inbound.source` values that are the account holder's, for the report), `purge(conn, before, limit) -> int` (raw messages past retention, at most `limit` in the caller's transaction) and `prepare(engine)` (run at start-up, after the privacy key is loaded) |
 | `meter_gateway.demo` | `pkg.module:demo_config` | `demo_config(config) -> DemoPart`: what `meter-gateway demo` sets, runs and prints |
 
 Config models are loaded while `gateway.config` is imported, so their modules must import
@@ -30,6 +31,7 @@ from typing import Any
 CONFIG = "meter_gateway.config"
 TABLES = "meter_gateway.tables"
 CHANNELS = "meter_gateway.channels"
+PRIVACY = "meter_gateway.privacy"
 COMMANDS = "meter_gateway.commands"
 DEMO = "meter_gateway.demo"
 
@@ -73,6 +75,11 @@ def load_tables() -> tuple[str, ...]:
 def channel_modules() -> list[ModuleType]:
     """The modules whose `install(host, app)` wires a door into `meter-gateway run`."""
     return [importlib.import_module(e.value) for e in declared(CHANNELS)]
+
+
+def privacy_modules() -> list[ModuleType]:
+    """The doors' modules that say what personal data they keep (see the table above)."""
+    return [importlib.import_module(e.value) for e in declared(PRIVACY)]
 
 
 def command_adders() -> list[Callable[[Any], None]]:

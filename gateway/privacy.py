@@ -19,6 +19,8 @@ import secrets
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from gateway import plugins
+
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -99,9 +101,10 @@ async def prepare(engine: AsyncEngine, config: Config, now: datetime) -> None:
     secret = await load_secret(engine, config.privacy, now)
     use_secret(secret)
     config.privacy.secret = secret
-    from gateway.store.schema_sms import hash_plain_optouts  # the store imports this module
-
-    await hash_plain_optouts(engine)
+    for module in plugins.privacy_modules():  # each door's start-up work on its data (gateway/plugins.py)
+        door_prepare = getattr(module, "prepare", None)
+        if door_prepare is not None:
+            await door_prepare(engine)
 
 
 async def load_secret(engine: AsyncEngine, config: PrivacyConfig, now: datetime) -> str:
@@ -109,7 +112,7 @@ async def load_secret(engine: AsyncEngine, config: PrivacyConfig, now: datetime)
     from sqlalchemy import insert, select
     from sqlalchemy.exc import IntegrityError
 
-    from gateway.store.schema_cabinet import web_secrets
+    from gateway.store.schema_verification import web_secrets
 
     if config.secret:
         return config.secret

@@ -4,21 +4,23 @@ For the operator answering a data subject's request (152-FZ, art. 14): the regis
 phones and linked chats are printed in full, and the report says so. Phones and chat ids kept
 elsewhere as keyed hashes are found through the same hash (gateway/privacy.py), so the report
 needs the gateway's secret: the configured one or the one kept in the database.
+Each door adds what it keeps (`report_lines` of its `meter_gateway.privacy` module,
+gateway/plugins.py): the SMS door the phones with their opt-outs and reply log, the Telegram door
+the linked chats (and, by `sources`, which raw messages are theirs), the web cabinet its sign-in
+records.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from types import ModuleType
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway import plugins
 from gateway.config import Config
-from gateway.privacy import chat_ref, phone_hash
 from gateway.store.schema import accounts, audit, inbound, meters, phones, readings
-from gateway.store.schema_cabinet import signin_attempts, signin_codes, web_sessions
-from gateway.store.schema_sms import sms_messages, sms_optouts
-from gateway.store.schema_telegram import telegram_link_attempts, telegram_links
 
 HEADER = (
     "Personal data held about account {number}. Printed in full for answering the data subject's "
@@ -28,6 +30,12 @@ HEADER = (
 
 def _when(moment: datetime | None) -> str:
     return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+async def _sources(module: ModuleType, conn: AsyncConnection, account_id: int) -> list[str]:
+    """The `inbound.source` values a door knows to be the account holder's (optional hook)."""
+    sources = getattr(module, "sources", None)
+    return [] if sources is None else list(await sources(conn, account_id))
 
 
 async def privacy_report(engine: AsyncEngine, config: Config, number: str) -> list[str] | None:
@@ -59,52 +67,11 @@ async def privacy_report(engine: AsyncEngine, config: Config, number: str) -> li
         numbers = sorted(
             (await conn.execute(select(phones.c.phone).where(phones.c.account_id == account.id))).scalars()
         )
-        out += ["", f"Phones (kept in full: they identify senders and receive reminders): {len(numbers)}"]
-        opted = set(
-            (
-                await conn.execute(
-                    select(sms_optouts.c.phone).where(
-                        sms_optouts.c.phone.in_([phone_hash(p) for p in numbers])
-                    )
-                )
-            ).scalars()
-        )
-        for phone in numbers:
-            sms = (
-                await conn.execute(
-                    select(func.count(), func.max(sms_messages.c.received_at)).where(
-                        sms_messages.c.sender_key == phone_hash(phone)
-                    )
-                )
-            ).one()
-            reminders = "reminders off (СТОП)" if phone_hash(phone) in opted else "reminders on"
-            out.append(
-                f"  {phone}: {reminders}; SMS reply log: {sms[0]} messages (sender kept as a keyed hash),"
-                f" last {_when(sms[1])}"
-            )
-
-        chats = (
-            await conn.execute(
-                select(telegram_links)
-                .where(telegram_links.c.account_id == account.id)
-                .order_by(telegram_links.c.linked_at)
-            )
-        ).all()
-        out += ["", f"Linked Telegram chats (chat id kept in full: the bot writes to it): {len(chats)}"]
-        for c in chats:
-            out.append(
-                f"  chat {c.chat_id} (user {c.user_id if c.user_id is not None else '-'}), linked"
-                f" {_when(c.linked_at)} by {c.method}, reminders {'on' if c.reminders else 'off'},"
-                f" in readings as telegram:{chat_ref(c.chat_id)}"
-            )
-        link_tries = (
-            await conn.execute(
-                select(func.count(), func.max(telegram_link_attempts.c.at)).where(
-                    telegram_link_attempts.c.account == number
-                )
-            )
-        ).one()
-        out.append(f"  attempts to link a chat to this account: {link_tries[0]}, last {_when(link_tries[1])}")
+        # What each door keeps (gateway/plugins.py): the SMS door lists these phones with its own.
+        for module in plugins.privacy_modules():
+            report_lines = getattr(module, "report_lines", None)
+            if report_lines is not None:
+                out += await report_lines(conn, account.id, numbers)
 
         summary = (
             await conn.execute(
@@ -128,8 +95,11 @@ async def privacy_report(engine: AsyncEngine, config: Config, number: str) -> li
         for channel, verdict, n in by_channel:
             out.append(f"  {channel}, {verdict}: {n}")
 
-        # Raw messages: those that carried the account's readings, and any from its linked chats.
-        refs = [f"telegram:{chat_ref(c.chat_id)}" for c in chats]
+        # Raw messages: those that carried the account's readings, and any from the sources the
+        # doors know to be its holder's (the linked chats).
+        refs = [
+            ref for module in plugins.privacy_modules() for ref in await _sources(module, conn, account.id)
+        ]
         of_account = select(readings.c.inbound_id).where(readings.c.account_id == account.id)
         held = (
             await conn.execute(
@@ -146,31 +116,6 @@ async def privacy_report(engine: AsyncEngine, config: Config, number: str) -> li
                 f"  the oldest received {_when(held[1])}, purged after"
                 f" {config.privacy.payload_retention_days} days: by {_when(held[1] + retention)}"
             )
-
-        tries = (
-            await conn.execute(
-                select(
-                    func.count(), func.count().filter(signin_attempts.c.ok), func.max(signin_attempts.c.at)
-                ).where(signin_attempts.c.scope == "account", signin_attempts.c.subject == number)
-            )
-        ).one()
-        sessions = (
-            await conn.execute(
-                select(func.count(), func.count().filter(web_sessions.c.revoked_at.is_(None))).where(
-                    web_sessions.c.scope == "account", web_sessions.c.subject == number
-                )
-            )
-        ).one()
-        codes = (
-            await conn.execute(select(func.count()).where(signin_codes.c.account == number))
-        ).scalar_one()
-        out += [
-            "",
-            "Cabinet sign-in records:",
-            f"  sign-in attempts: {tries[0]} ({tries[1]} successful), last {_when(tries[2])}",
-            f"  sessions: {sessions[0]} ({sessions[1]} not signed out)",
-            f"  one-time codes sent (kept as keyed hashes): {codes}",
-        ]
 
         trail = (
             await conn.execute(

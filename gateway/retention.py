@@ -4,8 +4,9 @@ The raw message of a resident's submission (`inbound.payload`: the SMS with its 
 Telegram update with the user's name, the call's digits) is needed while the reading may be
 questioned; after the retention it is emptied. What stays: the reading, its verdict
 (`inbound.response`), its masked source, and the channel's message id, so a redelivery of the
-same message is still recognised and answered with its first receipt. Finished Telegram updates
-lose their JSON, the replies made and the chat id the same way; their update_id stays.
+same message is still recognised and answered with its first receipt. A door that keeps raw
+messages of its own purges them the same way (`purge` of its `meter_gateway.privacy` module,
+gateway/plugins.py): the Telegram door empties finished updates, keeping their update_id.
 
 Device, Modbus, MQTT and operators' payloads carry no resident's data and are kept.
 The job runs inside `meter-gateway run` every `privacy.purge_interval_seconds`, in
@@ -20,12 +21,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, bindparam, select, text, update
+from sqlalchemy import and_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway import plugins
 from gateway.privacy import chat_ref
 from gateway.store.schema import INBOUND_UNPURGED, audit, inbound, readings
-from gateway.store.schema_telegram import UPDATES_UNPURGED, telegram_updates
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -42,26 +43,34 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class Purged:
     inbound: int
-    telegram_updates: int
+    doors: dict[str, int]  # a door's name (its `meter_gateway.privacy` declaration) -> rows purged
 
 
 async def purge_once(engine: AsyncEngine, now: datetime, retention_days: int, batch: int) -> Purged:
     """Purge everything older than the retention, `batch` rows per transaction."""
     cutoff = now - timedelta(days=retention_days)
-    done_inbound = done_updates = 0
+    done_inbound = 0
     while True:
         n = await _purge_inbound(engine, cutoff, batch)
         done_inbound += n
         if n < batch:
             break
         await asyncio.sleep(0)  # let requests in between batches
-    while True:
-        n = await _purge_updates(engine, cutoff, batch)
-        done_updates += n
-        if n < batch:
-            break
-        await asyncio.sleep(0)
-    return Purged(done_inbound, done_updates)
+    doors: dict[str, int] = {}
+    for entry, module in zip(plugins.declared(plugins.PRIVACY), plugins.privacy_modules(), strict=True):
+        purge = getattr(module, "purge", None)
+        if purge is None:
+            continue
+        done = 0
+        while True:
+            async with engine.begin() as conn:
+                n = await purge(conn, cutoff, batch)
+            done += n
+            if n < batch:
+                break
+            await asyncio.sleep(0)
+        doors[entry.name] = done
+    return Purged(done_inbound, doors)
 
 
 async def _purge_inbound(engine: AsyncEngine, cutoff: datetime, batch: int) -> int:
@@ -79,31 +88,6 @@ async def _purge_inbound(engine: AsyncEngine, cutoff: datetime, batch: int) -> i
         if ids:
             await conn.execute(update(inbound).where(inbound.c.id.in_(ids)).values(payload=""))
     return len(ids)
-
-
-async def _purge_updates(engine: AsyncEngine, cutoff: datetime, batch: int) -> int:
-    t = telegram_updates
-    async with engine.begin() as conn:
-        keys = (
-            await conn.execute(
-                select(t.c.bot_id, t.c.update_id)
-                .where(
-                    text(UPDATES_UNPURGED),
-                    t.c.received_at < cutoff,
-                    t.c.status.in_(("done", "failed")),  # one being handled keeps what it needs
-                )
-                .order_by(t.c.received_at)
-                .limit(batch)
-            )
-        ).all()
-        if keys:
-            await conn.execute(
-                update(t)
-                .where(t.c.bot_id == bindparam("b"), t.c.update_id == bindparam("u"))
-                .values(payload="", replies=None, chat_id=None, error=None),
-                [{"b": b, "u": u} for b, u in keys],
-            )
-    return len(keys)
 
 
 async def hash_old_telegram_sources(engine: AsyncEngine) -> int:
@@ -135,11 +119,11 @@ async def purge_job(gateway: Gateway) -> None:
         purged = await purge_once(
             gateway.engine, gateway.clock(), cfg.payload_retention_days, cfg.purge_batch
         )
-        if purged.inbound or purged.telegram_updates:
+        if purged.inbound or any(purged.doors.values()):
             log.info(
-                "privacy: purged the raw messages of %d submissions and %d Telegram updates older than %d days",
+                "privacy: purged the raw messages of %d submissions and %s older than %d days",
                 purged.inbound,
-                purged.telegram_updates,
+                ", ".join(f"{n} of {door}" for door, n in purged.doors.items()) or "nothing of the doors",
                 cfg.payload_retention_days,
             )
         await asyncio.sleep(cfg.purge_interval_seconds)

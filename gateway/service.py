@@ -18,7 +18,8 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.app_keys import (
+from gateway import plugins, privacy, retention
+from gateway.app_keys import (
     BILLING,
     CALENDAR,
     CLOCK,
@@ -29,11 +30,10 @@ from adapters.app_keys import (
     MAX_BODY,
     METRICS,
 )
-from adapters.http_common import body_deadline, json_errors
-from gateway import plugins, privacy, retention
 from gateway.billing import Billing
 from gateway.calendar import WorkCalendar
 from gateway.config import Config
+from gateway.http_api import body_deadline, json_errors
 from gateway.intake import Clock, Intake, utcnow
 from gateway.metrics import Metrics
 from gateway.registry import import_registry

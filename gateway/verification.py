@@ -46,7 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.accounts import phone_matches, phones_of_account
 from gateway.config import VerificationConfig
 from gateway.store.schema import accounts
-from gateway.store.schema_cabinet import signin_codes, signin_throttle, web_secrets
+from gateway.store.schema_verification import signin_codes, signin_throttle, web_secrets
 
 log = logging.getLogger(__name__)
 

@@ -194,7 +194,7 @@ def bench_gateway(
 
 def bench_kannel(args: argparse.Namespace, tmp: Path, registry: Path) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
-    from tests.kannel_rig import KannelRig, kannel_binaries
+    from tests.adapters.sms.kannel_rig import KannelRig, kannel_binaries
 
     if kannel_binaries() is None:
         return {"skipped": "Kannel is not installed (kannel, kannel-extras)"}

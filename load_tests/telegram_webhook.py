@@ -9,9 +9,9 @@ Phases (every server and the load generator are separate processes):
    the gateway; no middleware, no aiogram, no database);
 2. `meter-gateway run` with `[telegram] mode = "webhook"` on SQLite, then on PostgreSQL
    (database `mg_tg_bench` on 127.0.0.1:5432, dropped after; skipped when PostgreSQL does not
-   answer), its `api_base` pointing at the local fake Bot API server (tests/fake_bot_api.py, its
-   own process). `--chats` private chats are linked beforehand to as many single-rate accounts;
-   each request is one Update, a text message with the chat's next reading (+0.01 kWh each
+   answer), its `api_base` pointing at the local fake Bot API server
+   (tests/adapters/telegram/fake_bot_api.py, its own process). `--chats` private chats are linked
+   beforehand to as many single-rate accounts; each request is one Update, a text message with the chat's next reading (+0.01 kWh each
    time, always plausible), posted with the secret header exactly as Telegram posts it. The
    gateway answers 200 only after the update row is committed, the reading decided and stored,
    the reply stored and sent to the Bot API server (`sendMessage`), and the row marked done.
@@ -92,7 +92,7 @@ def serve_bare(port: int) -> None:
 def serve_bot_api(port: int) -> None:
     """The local Bot API server the gateway replies through (counts calls, keeps none)."""
     sys.path.insert(0, str(ROOT))
-    from tests.fake_bot_api import FakeBotApi
+    from tests.adapters.telegram.fake_bot_api import FakeBotApi
 
     async def go() -> None:
         api = FakeBotApi(record=False)
@@ -212,9 +212,9 @@ def prepare_database(config: Path, registry: Path, db_url: str, chats: int) -> N
 
         from sqlalchemy import insert, select
 
+        from adapters.telegram.tables import telegram_links
         from gateway.store.database import create_engine
         from gateway.store.schema import accounts
-        from gateway.store.schema_telegram import telegram_links
 
         engine = create_engine(db_url)
         try:

@@ -15,15 +15,15 @@ import orjson
 import pytest
 from sqlalchemy import select
 
+from adapters.telegram.tables import telegram_updates
 from gateway.model import Status
 from gateway.store.schema import audit
-from gateway.store.schema_telegram import telegram_updates
-from tests.fake_bot_api import callback_update, message_update
-from tests.test_cabinet import OPERATOR_PASSWORD, Web
-from tests.test_cabinet import web as web  # noqa: F401 - the fixture
-from tests.test_telegram import Chat
-from tests.test_telegram import chat as chat  # noqa: F401 - the fixture
-from tests.test_telegram import fake as fake  # noqa: F401 - the fixture
+from tests.adapters.telegram.fake_bot_api import callback_update, message_update
+from tests.adapters.telegram.test_conversations import Chat
+from tests.adapters.telegram.test_conversations import chat as chat  # noqa: F401 - the fixture
+from tests.adapters.telegram.test_conversations import fake as fake  # noqa: F401 - the fixture
+from tests.adapters.web.test_cabinet import OPERATOR_PASSWORD, Web
+from tests.adapters.web.test_cabinet import web as web  # noqa: F401 - the fixture
 
 
 async def test_operator_search_with_control_characters_is_no_500(web: Web) -> None:  # noqa: F811

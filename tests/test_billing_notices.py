@@ -19,8 +19,8 @@ from gateway.config import Config
 from gateway.intake import Intake
 from gateway.model import Channel, Status, Submission
 from gateway.store.schema_held import notices
+from tests.adapters.web.test_cabinet import Web, start_web
 from tests.conftest import BILLING_TOKEN, FakeClock
-from tests.test_cabinet import Web, start_web
 from tests.test_held_lifecycle import KEY, msk, sendsms, sms
 from tests.test_reminders import FakeNotifier, at, job
 from tests.test_reminders import world as world  # noqa: F401 - the fixture

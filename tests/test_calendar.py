@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.calendar import CalendarOverrideError, WorkCalendar, billing_period, period_window
+from gateway.calendar import CalendarOverrideError, WorkCalendar, billing_period, period_window, window_days
 
 MSK = ZoneInfo("Europe/Moscow")
 YEKT = ZoneInfo("Asia/Yekaterinburg")
@@ -307,9 +307,12 @@ def test_billing_window_validation(start: int, cutoff: int) -> None:
         billing_period(date(2026, 11, 20), window_start_day=start, cutoff_day=cutoff)
     with pytest.raises(ValueError):
         period_window("2026-11", window_start_day=start, cutoff_day=cutoff)
+    with pytest.raises(ValueError):
+        window_days(start, cutoff)
 
 
 def test_period_window() -> None:
+    assert window_days() == (15, 25) and window_days(1, 28) == (1, 27)  # the last day: before the cut-off
     assert period_window("2026-11") == (date(2026, 11, 15), date(2026, 11, 25))
     assert period_window("2026-01") == (date(2026, 1, 15), date(2026, 1, 25))
     assert period_window("2026-02", window_start_day=1, cutoff_day=28) == (

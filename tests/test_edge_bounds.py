@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from adapters.sms_twilio import twilio_signature
+from adapters.sms.twilio import twilio_signature
 from gateway.service import Gateway
 from tests.conftest import BILLING_TOKEN, DEVICE_TOKEN, FakeClock, Running, make_config
 

@@ -18,12 +18,12 @@ from aiohttp import web
 from sqlalchemy import insert, select
 
 from adapters.held_job import HeldJob, held_job
+from adapters.telegram.tables import telegram_links
 from gateway.model import Channel, Status, Submission
 from gateway.store.schema import audit, readings
-from gateway.store.schema_telegram import telegram_links
+from tests.adapters.telegram.fake_bot_api import TOKEN, FakeBotApi, buttons
+from tests.adapters.web.test_cabinet import OPERATOR, OPERATOR_PASSWORD, Web, start_web
 from tests.conftest import BILLING_TOKEN, FakeClock
-from tests.fake_bot_api import TOKEN, FakeBotApi, buttons
-from tests.test_cabinet import OPERATOR, OPERATOR_PASSWORD, Web, start_web
 
 MSK = 3
 KEY = "test-kannel-key"

@@ -1,4 +1,5 @@
-"""The HTTP surface as clients see it: device verdicts, health, metrics, and bad input -> 4xx JSON."""
+"""The HTTP surface as clients see it: health, metrics, bad input -> 4xx JSON, limits on bodies and
+clients that leave. Device push has its own tests (tests/adapters/devices/test_push.py)."""
 
 from __future__ import annotations
 
@@ -14,35 +15,6 @@ def _is_error(body: object, code: str) -> bool:
         and body.get("error", {}).get("code") == code
         and bool(body["error"]["message"])
     )
-
-
-async def test_device_push_answers_a_verdict_per_item(running: Running) -> None:
-    results = await running.push(
-        {"id": "d-1", "meter": "M-1", "value": "12345.6"},
-        {"id": "d-2", "meter": "M-2", "values": {"T1": 1000, "T2": 500.5}},
-        {"id": "d-3", "meter": "NOPE", "value": "1"},
-        {"id": "d-4", "meter": "M-2", "values": {"T1": "100"}},
-    )
-    assert [r["status"] for r in results] == ["accepted", "accepted", "rejected", "rejected"]
-    assert [r["id"] for r in results] == ["d-1", "d-2", "d-3", "d-4"]
-    assert results[0]["readings"][0]["value"] == "12345.6"
-    assert results[1]["readings"][1] == {
-        "reading_id": results[1]["readings"][1]["reading_id"],
-        "zone": "T2",
-        "value": "500.5",
-    }
-    assert results[2]["reasons"][0]["code"] == "unknown_meter"
-    assert "NOPE" in results[2]["reasons"][0]["message_ru"]
-    assert results[3]["reasons"][0]["code"] == "zones_mismatch"
-    assert "Т2" in results[3]["reasons"][0]["message_ru"]
-
-
-async def test_device_retry_gets_the_same_receipt(running: Running) -> None:
-    first = await running.push({"id": "r-1", "meter": "M-1", "value": "500"})
-    again = await running.push({"id": "r-1", "meter": "M-1", "value": "500"})
-    assert first[0]["duplicate"] is False and again[0]["duplicate"] is True
-    assert again[0]["receipt"] == first[0]["receipt"]
-    assert again[0]["readings"][0]["reading_id"] == first[0]["readings"][0]["reading_id"]
 
 
 async def test_healthz_reports_the_database(running: Running) -> None:
@@ -66,78 +38,6 @@ async def test_metrics_count_verdicts_and_reasons(running: Running) -> None:
 
 BAD_REQUESTS = [
     # (method, path, body bytes, headers, status, error code)
-    (
-        "POST",
-        "/api/v1/readings",
-        b"{not json",
-        {"Authorization": f"Bearer {DEVICE_TOKEN}"},
-        400,
-        "malformed_json",
-    ),
-    (
-        "POST",
-        "/api/v1/readings",
-        b'{"readings": "x"}',
-        {"Authorization": f"Bearer {DEVICE_TOKEN}"},
-        422,
-        "bad_body",
-    ),
-    ("POST", "/api/v1/readings", b"[]", {"Authorization": f"Bearer {DEVICE_TOKEN}"}, 422, "bad_body"),
-    ("POST", "/api/v1/readings", b"", {"Authorization": f"Bearer {DEVICE_TOKEN}"}, 422, "bad_body"),
-    (
-        "POST",
-        "/api/v1/readings",
-        b'[{"meter": 5, "value": "1"}]',
-        {"Authorization": f"Bearer {DEVICE_TOKEN}"},
-        422,
-        "bad_item",
-    ),
-    (
-        "POST",
-        "/api/v1/readings",
-        b'[{"meter": "M-1", "value": true}]',
-        {"Authorization": f"Bearer {DEVICE_TOKEN}"},
-        422,
-        "bad_item",
-    ),
-    (
-        "POST",
-        "/api/v1/readings",
-        b'[{"meter": "M-1", "value": {"a": 1}}]',
-        {"Authorization": f"Bearer {DEVICE_TOKEN}"},
-        422,
-        "bad_item",
-    ),
-    (
-        "POST",
-        "/api/v1/readings",
-        b'[{"meter": "M-1", "value": "1", "taken_at": "yesterday"}]',
-        {"Authorization": f"Bearer {DEVICE_TOKEN}"},
-        422,
-        "bad_item",
-    ),
-    (
-        "POST",
-        "/api/v1/readings",
-        b'[{"meter": "M-1", "value": "1", "taken_at": "2026-11-17T10:00:00"}]',
-        {"Authorization": f"Bearer {DEVICE_TOKEN}"},
-        422,
-        "bad_item",
-    ),
-    (
-        "POST",
-        "/api/v1/readings",
-        b'[{"meter": "M-1", "value": "1", "id": [1]}]',
-        {"Authorization": f"Bearer {DEVICE_TOKEN}"},
-        422,
-        "bad_item",
-    ),
-    ("POST", "/api/v1/readings", b"[1, 2]", {"Authorization": f"Bearer {DEVICE_TOKEN}"}, 422, "bad_item"),
-    ("POST", "/api/v1/readings", b"[]", {}, 401, "unauthorized"),
-    ("POST", "/api/v1/readings", b"[]", {"Authorization": "Bearer wrong"}, 403, "forbidden"),
-    ("POST", "/api/v1/readings", b"[]", {"Authorization": f"Bearer {BILLING_TOKEN}"}, 403, "forbidden"),
-    ("POST", "/api/v1/readings", b"[]", {"Authorization": "Basic abc"}, 401, "unauthorized"),
-    ("GET", "/api/v1/readings", b"", {}, 405, "method_not_allowed"),
     ("GET", "/api/v1/nothing-here", b"", {}, 404, "not_found"),
     (
         "POST",
@@ -201,21 +101,6 @@ async def test_huge_body_is_refused_with_413(running: Running) -> None:
     ) as resp:
         assert resp.status == 413
         assert _is_error(await resp.json(content_type=None), "body_too_large")
-
-
-async def test_too_many_items_is_refused(running: Running) -> None:
-    items = [{"meter": "M-1", "value": str(i)} for i in range(running.gateway.config.devices.max_items + 1)]
-    status, body = await running.post("/api/v1/readings", items, token=DEVICE_TOKEN)
-    assert status == 413 and _is_error(body, "too_many_items")
-
-
-async def test_a_bad_item_refuses_the_whole_batch_and_stores_nothing(running: Running) -> None:
-    status, body = await running.post(
-        "/api/v1/readings", [{"id": "ok", "meter": "M-1", "value": "7"}, {"meter": "M-1"}], token=DEVICE_TOKEN
-    )
-    assert status == 422 and "readings[1]" in body["error"]["message"]  # type: ignore[index]
-    results = await running.push({"id": "ok", "meter": "M-1", "value": "7"})
-    assert results[0]["duplicate"] is False  # the refused batch left nothing behind
 
 
 async def test_server_survives_a_client_that_disconnects(running: Running) -> None:

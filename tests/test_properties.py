@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.sms_twilio import twilio_signature
+from adapters.sms.twilio import twilio_signature
 from gateway.grammar import Command, ParsedReading, ParseFailure, parse_message
 from gateway.service import Gateway
 from tests.conftest import DEVICE_TOKEN, FakeClock, Running, make_config

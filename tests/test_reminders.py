@@ -16,14 +16,15 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.reminders import DueReminder, ReminderJob, SendFailed, due_reminder
-from adapters.sms_kannel import KannelSendsms
+from adapters.sms.kannel import KannelSendsms
+from adapters.sms.tables import opt_out
 from gateway.calendar import WorkCalendar
 from gateway.config import Config
 from gateway.intake import Intake
 from gateway.model import Channel, Status, Submission
 from gateway.registry import import_registry
 from gateway.service import Gateway
-from gateway.store.schema_sms import opt_out, reminder_log
+from gateway.store.schema_reminders import reminder_log
 from tests.conftest import FakeClock, make_config
 
 MSK = 3  # Moscow is UTC+3 all year

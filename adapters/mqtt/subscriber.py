@@ -44,6 +44,7 @@ from aiohttp import web
 from prometheus_client import Counter, Gauge
 
 from adapters.device_items import ItemError, result_of, submission_from_item
+from adapters.devices.config import DevicesConfig
 from adapters.mqtt.config import MqttConfig
 from gateway.model import Channel, Submission
 from gateway.privacy import mask_phones_in
@@ -310,7 +311,11 @@ class MqttSubscriber:
         self.counts["messages"] += 1
         try:
             items, subs = parse_payload(
-                topic, payload, self.settings.topics, now, self.host.config.devices.max_items
+                topic,
+                payload,
+                self.settings.topics,
+                now,
+                self.host.config.section("devices", DevicesConfig).max_items,
             )
         except BadMessage as exc:
             self.counts["malformed"] += 1

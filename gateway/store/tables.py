@@ -13,11 +13,10 @@ from sqlalchemy import MetaData
 
 from gateway import plugins
 from gateway.store import (  # noqa: F401  (imported for the tables they define)
-    schema_cabinet,
     schema_held,
+    schema_reminders,
     schema_senders,
-    schema_sms,
-    schema_telegram,
+    schema_verification,
 )
 from gateway.store.schema import metadata
 

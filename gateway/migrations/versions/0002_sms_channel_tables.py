@@ -5,7 +5,7 @@ Revises: 0001
 
 The SMS channel's answers (replayed to redeliveries, counted for the hourly reply budget),
 the phones that opted out of reminders, and the log that keeps every reminder to one sending.
-Tables as in gateway/store/schema_sms.py.
+Tables as in adapters/sms/tables.py (reminder_log: gateway/store/schema_reminders.py).
 """
 
 from collections.abc import Sequence

@@ -34,7 +34,7 @@ UPDATES_UNPURGED = "payload <> ''"
 
 def upgrade() -> None:
     op.execute("UPDATE sms_messages SET sender_key = '' WHERE sender_key <> ''")
-    # Opt-outs become keyed hashes at the next start-up (gateway/store/schema_sms.py
+    # Opt-outs become keyed hashes at the next start-up (adapters/sms/tables.py
     # `hash_plain_optouts`: the key is not known here); the column must hold them.
     with op.batch_alter_table("sms_optouts") as batch:
         batch.alter_column("phone", type_=sa.String(64), existing_type=sa.String(20), existing_nullable=False)
