@@ -1,4 +1,4 @@
-"""Billing's HTTP API: lease batches, commit them, see the working-day SLA (interfaces.md)."""
+"""Billing's HTTP API: lease batches, commit them, see the working-day SLA (README, "Billing")."""
 
 from __future__ import annotations
 

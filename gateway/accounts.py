@@ -1,9 +1,13 @@
-"""Read-only registry queries for channels that must ask the sender before submitting.
+"""Read-only queries of accounts for the doors, in three parts:
 
-A channel that talks with the resident step by step (the telephone menu) needs to know which
-accounts a phone belongs to and which meters an account has before it builds a `Submission`.
-These are plain functions over the store; they tell nothing about earlier readings, which must
-not reach a sender who has not been verified.
+- the registry, for a door that talks with the resident step by step (the telephone menu) and must
+  know which accounts a phone belongs to and which meters an account has before it builds a
+  `Submission`; these tell nothing about earlier readings, which must not reach a sender who has
+  not been verified;
+- what verified residents and staff see (the web cabinet and the operators' desk): the account
+  with its expected ranges, receipts, history, monthly use, readings held, search, audit trail;
+- what a linked Telegram chat is told (its last values).
+Nothing here writes; readings change only through the intake and gateway/held.py.
 """
 
 from __future__ import annotations
@@ -373,7 +377,7 @@ async def last_readings(engine: AsyncEngine, number: str, limit: int = 200) -> l
     return _group_receipts(list(rows))[:limit]
 
 
-async def pending_confirmation(engine: AsyncEngine, number: str) -> list[ReceiptView]:
+async def readings_to_confirm(engine: AsyncEngine, number: str) -> list[ReceiptView]:
     """The account's readings waiting for the sender to confirm them, oldest first."""
     async with engine.connect() as conn:
         rows = (

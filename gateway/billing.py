@@ -86,7 +86,7 @@ class CommitResult:
 
 
 def reading_json(row: Any) -> dict[str, Any]:
-    """One reading as billing receives it (interfaces.md, "A reading, as billing receives it")."""
+    """One reading as billing receives it (the README's billing section)."""
     return {
         "reading_id": row.reading_id,
         "account": row.account,

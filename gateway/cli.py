@@ -279,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run every configured channel, the pollers and the billing API")
-    # interfaces.md writes `run --config FILE`; SUPPRESS keeps a top-level --config when not given here.
+    # The README writes `run --config FILE` too; SUPPRESS keeps a top-level --config when not given here.
     run.add_argument("--config", default=argparse.SUPPRESS, help="TOML configuration file")
     run.set_defaults(func=cmd_run)
     demo = sub.add_parser(

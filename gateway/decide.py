@@ -81,7 +81,7 @@ def source_of(sub: Submission) -> str:
 
 
 class SyncConnection:
-    """The async face of a synchronous connection, so that one `_decide_in` serves both paths.
+    """The async face of a synchronous connection, so that one `Decider.decide` serves both paths.
 
     Its methods never suspend: a coroutine that awaits only these runs to completion with a
     single `send(None)` (see `_run_to_completion`)."""

@@ -61,7 +61,7 @@ class Intake:
         )
         self._writer: asyncio.Task[None] | None = None
         # In-process decisions (PostgreSQL, in-memory SQLite); a SQLite file is written by a
-        # process of its own (see _decide_in_process), started with the intake.
+        # process of its own (gateway/writer_process.py), started with the intake.
         # Idle deciders: one per group in flight, so that each keeps its registry cache to itself.
         self._deciders: list[Decider] = []
         self._last_turn: LockTurn | None = None  # of the newest group decided in this process

@@ -1,7 +1,7 @@
 """The registry: accounts, their meters and the phones allowed to submit for them.
 
 Loaded from the retailer's CSV (`meter-gateway import registry FILE.csv`, format in
-interfaces.md). Each refused row is reported with its line number and reason; a re-import
+the README's "Registry CSV"). Each refused row is reported with its line number and reason; a re-import
 updates what changed and never duplicates.
 """
 

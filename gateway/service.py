@@ -70,7 +70,7 @@ class Gateway:
         self.port: int | None = None
 
     def build_app(self) -> web.Application:
-        """The aiohttp application with every HTTP route of interfaces.md that is built so far."""
+        """The aiohttp application: the core's objects under their app keys, then every door's routes."""
         http = self.config.http
         app = web.Application(
             middlewares=[json_errors, body_deadline(http.body_timeout_seconds)],

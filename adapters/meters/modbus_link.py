@@ -34,10 +34,6 @@ from pymodbus.framer import FramerRTU
 
 log = logging.getLogger(__name__)
 
-# pymodbus logs every timeout as an error with a frame dump; the poller reports failures itself
-# (per meter, in /healthz and /metrics), so only pymodbus' critical messages are kept.
-logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-
 READ_FUNCTIONS = (3, 4)
 RTU_REQUEST_BYTES = 8  # unit, function, address (2), count (2), CRC (2)
 TCP_MBAP_BYTES = 7

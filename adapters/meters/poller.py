@@ -713,6 +713,10 @@ def install(host: Host, app: web.Application) -> None:
     config = host.config.section("modbus", ModbusConfig)
     if not config.buses:
         return
+    # pymodbus logs every timeout as an error with a frame dump; the poller reports failures itself
+    # (per meter, in /healthz and /metrics), so once this gateway polls meters only pymodbus'
+    # critical messages are kept (not on import: a test or tool importing the link keeps them).
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     poller = ModbusPoller(host, config, load_modbus_profiles(config))
     host.background.append(poller.run)
     host.health_probes["modbus"] = poller.health

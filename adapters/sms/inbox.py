@@ -31,7 +31,7 @@ from adapters.sms.tables import (
     mark_answered,
     opt_in,
     opt_out,
-    pending_confirmation,
+    receipt_awaiting_yes,
     record_replies,
     stored_reply,
 )
@@ -229,7 +229,7 @@ class SmsInbox:
 
     async def _confirm(self, phone: str) -> str:
         """ "ДА": the sender vouches for their latest reading that waits for confirmation."""
-        receipt = await pending_confirmation(self.engine, phone)
+        receipt = await receipt_awaiting_yes(self.engine, phone)
         if receipt is None:
             return NOTHING_TO_CONFIRM
         try:

@@ -210,7 +210,7 @@ async def _record_in(
     return out
 
 
-async def pending_confirmation(engine: AsyncEngine, phone: str) -> int | None:
+async def receipt_awaiting_yes(engine: AsyncEngine, phone: str) -> int | None:
     """The receipt of this sender's latest SMS reading that was answered "needs confirmation"."""
     async with engine.connect() as conn:
         return (

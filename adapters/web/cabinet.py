@@ -223,7 +223,7 @@ async def home(request: web.Request) -> web.Response:
     if view is None:  # the account left the registry while signed in
         await sessions.close_session(request)
         raise web.HTTPSeeOther(HOME + "login")
-    pending = await accounts.pending_confirmation(engine, number)
+    pending = await accounts.readings_to_confirm(engine, number)
     return await render(
         request,
         "cabinet_home.html",
