@@ -24,7 +24,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy gateway adapters load_tests
+	$(BIN)/mypy gateway adapters load_tests tests
 	$(BIN)/lint-imports
 
 test: system-deps $(STAMP) postgres lint

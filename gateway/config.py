@@ -184,7 +184,7 @@ class OpsConfig(Section):
 
 
 class HeldConfig(Section):
-    """`[held]`: readings held back from billing never wait forever (adapters/held_job.py)."""
+    """`[held]`: readings held back from billing never wait forever (gateway/held_job.py)."""
 
     # An unanswered request to confirm is reminded once through its channel this long after receipt,
     confirm_remind_after_hours: float = Field(6.0, gt=0, le=24 * 31)

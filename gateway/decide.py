@@ -5,38 +5,24 @@ gets its stored answer again; free text goes through the residents' grammar; the
 in the registry; every validation rule is applied against the zone's history; then the inbound
 message, its readings and verdict and the moved-on history are written, all in the caller's
 transaction. `gateway/intake.py` decides where a group runs and commits it before anyone is
-answered.
+answered. The rows are read and written by gateway/store/intake_rows.py; the one decision runs
+on an async connection or, in the SQLite writer process, on a synchronous one through
+gateway/store/sync_bridge.py. What remains here (about 700 lines) is one `Decider` whose
+steps share a group's pending outcomes, and the few rules it applies to a single row.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
-from operator import itemgetter
 from typing import Any
 
 import orjson
-from sqlalchemy import (
-    Connection,
-    CursorResult,
-    DateTime,
-    Engine,
-    Executable,
-    Table,
-    and_,
-    bindparam,
-    insert,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.dml import Insert, Update
 
 from gateway.bounds import storable, unfit_field, unprocessable
 from gateway.calendar import WorkCalendar, billing_period, window_days
@@ -57,9 +43,10 @@ from gateway.model import (
 )
 from gateway.privacy import mask_phone, normalize_phone, phone_hash, use_secret
 from gateway.senders import ANONYMOUS, held_for_review, rate_limited, refusal
-from gateway.store.rows import METER_INFO_COLUMNS, STATE_COLUMNS, meter_info, sqlite_time, state_from_values
-from gateway.store.schema import accounts, inbound, meter_state, meters, phones, readings, registry_version
+from gateway.store import intake_rows
+from gateway.store.schema import inbound, readings
 from gateway.store.schema_senders import count_submissions, forget_before, hour_of
+from gateway.store.sync_bridge import Conn, SyncConnection, run_to_completion
 from gateway.validation.context import SECONDS_PER_DAY, MeterInfo, ZoneState
 from gateway.validation.evaluate import Evaluation, evaluate
 from gateway.validation.explain import generic, period_ru, reason
@@ -78,36 +65,6 @@ def source_of(sub: Submission) -> str:
     if sub.channel is Channel.OPERATOR:
         return f"employee:{sub.employee or sub.sender}"
     return f"{sub.channel.value}:{sub.sender}"[:128]
-
-
-class SyncConnection:
-    """The async face of a synchronous connection, so that one `Decider.decide` serves both paths.
-
-    Its methods never suspend: a coroutine that awaits only these runs to completion with a
-    single `send(None)` (see `_run_to_completion`)."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.sync = conn
-        self.dialect = conn.dialect
-
-    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
-        return self.sync.execute(statement, parameters)
-
-    async def exec_driver_sql(self, statement: str, parameters: Any = None) -> CursorResult[Any]:
-        return self.sync.exec_driver_sql(statement, parameters)
-
-
-Conn = AsyncConnection | SyncConnection
-
-
-def _run_to_completion(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Run a coroutine that awaits nothing but `SyncConnection` methods, on this thread."""
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        return done.value
-    coro.close()
-    raise RuntimeError("the intake decision awaited something other than its SQLite connection")
 
 
 @dataclass(slots=True)
@@ -198,7 +155,7 @@ class Decider:
         async def refuse(sub: Submission) -> Verdict:
             return self.decide_sync(engine, [sub], now, refuse=True)[0]
 
-        outcomes: list[Outcome] = _run_to_completion(decide_apart(subs, attempt, refuse))
+        outcomes: list[Outcome] = run_to_completion(decide_apart(subs, attempt, refuse))
         return outcomes
 
     def decide_sync(
@@ -208,7 +165,7 @@ class Decider:
         for attempt in range(3):
             try:
                 with engine.begin() as conn:
-                    verdicts: list[Verdict] = _run_to_completion(
+                    verdicts: list[Verdict] = run_to_completion(
                         self.decide(SyncConnection(conn), subs, now, refuse=refuse)
                     )
                     return verdicts
@@ -282,39 +239,17 @@ class Decider:
                 keys[key] = i
         if not keys:
             return
-        # One `channel = ? AND channel_message_id IN (...)` per channel: the unique index
-        # (channel, channel_message_id) serves it on both databases, whereas a row-value
-        # `(channel, id) IN ((...), ...)` scans the whole table on SQLite and plans badly on
-        # PostgreSQL, getting slower as `inbound` grows.
         by_channel: dict[str, list[str]] = {}
         for ch, mid in keys:
             by_channel.setdefault(ch, []).append(mid)
-        rows: Sequence[Any]
-        if len(by_channel) == 1 and conn.dialect.name == "sqlite":  # the usual case, every group
-            ((ch, mids),) = by_channel.items()
-            sql = _SQLITE_REPLAY_ONE_CHANNEL.format(marks=",".join("?" * len(mids)))
-            rows = await _sqlite_rows(conn, sql, (ch, *mids))
-        elif len(by_channel) == 1:
-            ((ch, mids),) = by_channel.items()
-            rows = (await conn.execute(_REPLAY_ONE_CHANNEL, {"ch": ch, "mids": mids})).all()
-        else:
-            where = or_(
-                *(
-                    and_(inbound.c.channel == ch, inbound.c.channel_message_id.in_(ids))
-                    for ch, ids in by_channel.items()
-                )
-            )
-            rows = (await conn.execute(_REPLAY_COLUMNS.where(where))).all()
+        rows = await intake_rows.stored_answers(conn, by_channel)
         if not rows:
             return
-        reading_ids: dict[int, dict[str, int]] = {}
-        ids = [r[0] for r in rows]
-        for rr in (await conn.execute(_REPLAY_READINGS, {"ids": ids})).all():
-            reading_ids.setdefault(rr.inbound_id, {})[rr.zone] = rr.id
+        their_readings = await intake_rows.reading_ids(conn, [r[0] for r in rows])
         for inbound_id, channel, message_id, response in rows:
             p = pending[keys[(channel, message_id)]]
             p.verdict = verdict_from_json(
-                response, inbound_id, reading_ids.get(inbound_id, {}), duplicate=True
+                response, inbound_id, their_readings.get(inbound_id, {}), duplicate=True
             )
 
     async def _lookup(self, conn: Conn, fresh: list[_Pending]) -> _Lookup:
@@ -325,18 +260,14 @@ class Decider:
         # sender is verified for the account it names.
         phone_list = {normalize_phone(p.sub.sender) for p in fresh if p.sub.channel in PHONE_CHANNELS}
         if phone_list:
-            for row in (await conn.execute(_PHONE_ACCOUNTS, {"phones": list(phone_list)})).all():
+            for row in await intake_rows.phone_accounts(conn, list(phone_list)):
                 phone, number = row.phone, row.number
                 found.by_phone.setdefault(phone, []).append(number)
                 numbers.add(number)
         if not serials and not numbers:
             return found
         cache = self._meters
-        if conn.dialect.name == "sqlite":
-            version = (await _sqlite_rows(conn, _SQLITE_REGISTRY_VERSION, ()) or [(None,)])[0][0]
-        else:
-            version = (await conn.execute(_REGISTRY_VERSION)).scalar()
-        cache.check(version)  # None: never imported
+        cache.check(await intake_rows.current_registry_version(conn))  # None: never imported
         await self._read_meters(
             conn,
             [s for s in serials if s not in cache.by_serial],
@@ -358,21 +289,14 @@ class Decider:
         if not serials and not numbers:
             return
         cache = self._meters
-        if serials and numbers:
-            query, params = _METERS_BY_EITHER, {"serials": serials, "numbers": numbers}
-        elif serials:
-            query, params = _METERS_BY_SERIAL, {"serials": serials}
-        else:
-            query, params = _METERS_BY_NUMBER, {"numbers": numbers}
         cache.by_serial.update(dict.fromkeys(serials))
         of_account: dict[str, list[MeterInfo]] = {}
-        for r in (await conn.execute(query, params)).all():
-            info = meter_info(r._mapping, r.number)
+        for info in await intake_rows.meters_of(conn, serials, numbers):
             cache.by_serial[info.serial] = info
             of_account.setdefault(info.account, []).append(info)
         if numbers:
             # An account may exist without meters: it is known, with none.
-            existing = set((await conn.execute(_ACCOUNT_NUMBERS, {"numbers": numbers})).scalars())
+            existing = await intake_rows.existing_accounts(conn, numbers)
             for number in numbers:
                 known = number in existing
                 cache.by_account[number] = tuple(of_account.get(number, ())) if known else None
@@ -505,8 +429,7 @@ class Decider:
             return {}
         cache = self._states
         if cache is not None:
-            ((version,),) = await _sqlite_rows(conn, "PRAGMA data_version", ())
-            cache.check(version)
+            cache.check(await intake_rows.data_version(conn))
             missing = [m for m in meter_ids if m not in cache.by_meter]
             if missing:
                 cache.add(missing, await self._read_states(conn, set(missing)))
@@ -516,16 +439,7 @@ class Decider:
         return await self._read_states(conn, meter_ids)
 
     async def _read_states(self, conn: Conn, meter_ids: set[int]) -> dict[tuple[int, str], ZoneState]:
-        # PostgreSQL: another gateway process may be deciding a reading of the same meter right
-        # now, hence FOR UPDATE there.
-        if self._postgres:
-            result = await conn.execute(_STATES_FOR_UPDATE, {"meter_ids": list(meter_ids)})
-            return {(r[0], r[1]): state_from_values(r[2:]) for r in result}
-        # SQLite: straight from the driver; SQLAlchemy's processing of the three time columns
-        # cost more than the query.
-        sql = _SQLITE_STATES.format(marks=",".join("?" * len(meter_ids)))
-        rows = await _sqlite_rows(conn, sql, tuple(meter_ids))
-        return {(r[0], r[1]): state_from_values(r[2:], sqlite_time) for r in rows}
+        return await intake_rows.read_states(conn, meter_ids, self._postgres)
 
     def period_of(self, taken_at: datetime) -> tuple[str, Reason | None]:
         """The billing period a reading counts for, and a note when it is not the current one."""
@@ -608,7 +522,7 @@ class Decider:
                 "response": orjson.dumps(response).decode(),
             }
             inbound_rows.append(p.inbound_row)
-        ids = await insert_many(conn, inbound, inbound_rows)
+        ids = await intake_rows.insert_many(conn, inbound, inbound_rows)
         for p, inbound_id in zip(fresh, ids, strict=True):
             assert p.inbound_row is not None
             p.inbound_row["id"] = inbound_id
@@ -645,7 +559,7 @@ class Decider:
                 p.reading_rows.append(row)
                 reading_rows.append(row)
         if reading_rows:
-            rids = await insert_many(conn, readings, reading_rows)
+            rids = await intake_rows.insert_many(conn, readings, reading_rows)
             for row, rid in zip(reading_rows, rids, strict=True):
                 row["id"] = rid
         await self._save_states(conn, fresh, states)
@@ -662,11 +576,7 @@ class Decider:
             response = orjson.loads(p.inbound_row["response"])
             response["duplicate_of"] = ev.duplicate_of
             p.inbound_row["response"] = orjson.dumps(response).decode()
-            await conn.execute(
-                update(inbound)
-                .where(inbound.c.id == p.inbound_row["id"])
-                .values(response=p.inbound_row["response"])
-            )
+            await intake_rows.set_response(conn, p.inbound_row["id"], p.inbound_row["response"])
 
     async def _save_states(
         self, conn: Conn, fresh: list[_Pending], states: dict[tuple[int, str], ZoneState]
@@ -686,7 +596,7 @@ class Decider:
                     state.last_receipt = p.inbound_row["id"]
                     state.last_owner = None
                 touched[key] = state
-        await save_states(conn, touched)
+        await intake_rows.save_states(conn, touched)
 
     def _verdict_of(self, p: _Pending, pending: list[_Pending]) -> Verdict:
         if p.verdict is not None:
@@ -718,173 +628,6 @@ class Decider:
             readings=tuple(ReadingOut(ids.get(z), z, v) for z, v in ev.values.items()),
             duplicate=ev.duplicate,
         )
-
-
-async def insert_many(conn: Conn, table: Table, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert `rows` in one executemany; returns their new ids in the order of `rows`."""
-    if conn.dialect.name != "sqlite":
-        result = await conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
-        return list(result.scalars().all())
-    # SQLAlchemy cannot batch INSERT .. RETURNING with sort_by_parameter_order on SQLite: it sends
-    # one statement per row, the biggest cost of a group. Every SQLite transaction here starts
-    # with BEGIN IMMEDIATE, so we hold the write lock and may hand out the ids ourselves: max + 1
-    # on, exactly what SQLite would pick for an INTEGER PRIMARY KEY without AUTOINCREMENT.
-    ((last,),) = await _sqlite_rows(conn, _SQLITE_MAX_ID[table.name], ())
-    first = (last or 0) + 1
-    ids = list(range(first, first + len(rows)))
-    for row, new_id in zip(rows, ids, strict=True):
-        row["id"] = new_id
-    await _sqlite_executemany(conn, _INSERT[table.name], rows)
-    return ids
-
-
-# Statements with a fixed shape, built once (lists go through expanding bind parameters).
-_INSERT = {t.name: insert(t) for t in (inbound, readings)}
-# SQLite runs the statements of every group straight through the driver (see _sqlite_rows):
-# SQLAlchemy's execution machinery cost about a millisecond a group, a fifth of a small group.
-_SQLITE_MAX_ID = {t.name: f"SELECT max(id) FROM {t.name}" for t in (inbound, readings)}
-_SQLITE_REGISTRY_VERSION = "SELECT version FROM registry_version"
-_SQLITE_REPLAY_ONE_CHANNEL = (
-    "SELECT id, channel, channel_message_id, response FROM inbound"
-    " WHERE channel = ? AND channel_message_id IN ({marks})"
-)
-_REPLAY_COLUMNS = select(inbound.c.id, inbound.c.channel, inbound.c.channel_message_id, inbound.c.response)
-_REPLAY_ONE_CHANNEL = _REPLAY_COLUMNS.where(
-    inbound.c.channel == bindparam("ch"),
-    inbound.c.channel_message_id.in_(bindparam("mids", expanding=True)),
-)
-_REPLAY_READINGS = select(readings.c.inbound_id, readings.c.zone, readings.c.id).where(
-    readings.c.inbound_id.in_(bindparam("ids", expanding=True))
-)
-_PHONE_ACCOUNTS = (
-    select(phones.c.phone, accounts.c.number)
-    .join(accounts, accounts.c.id == phones.c.account_id)
-    .where(phones.c.phone.in_(bindparam("phones", expanding=True)))
-)
-_METERS = select(meters.c.id, meters.c.account_id, accounts.c.number, *METER_INFO_COLUMNS).join(
-    accounts, accounts.c.id == meters.c.account_id
-)
-_BY_SERIAL = meters.c.serial.in_(bindparam("serials", expanding=True))
-_BY_NUMBER = accounts.c.number.in_(bindparam("numbers", expanding=True))
-_METERS_BY_SERIAL = _METERS.where(_BY_SERIAL)
-_METERS_BY_NUMBER = _METERS.where(_BY_NUMBER)
-_METERS_BY_EITHER = _METERS.where(or_(_BY_SERIAL, _BY_NUMBER))
-_ACCOUNT_NUMBERS = select(accounts.c.number).where(_BY_NUMBER)
-_REGISTRY_VERSION = select(registry_version.c.version)
-_STATE_SELECT = ("meter_id", "zone", *STATE_COLUMNS)
-_STATES_FOR_UPDATE = (
-    select(*(meter_state.c[name] for name in _STATE_SELECT))
-    .where(meter_state.c.meter_id.in_(bindparam("meter_ids", expanding=True)))
-    .order_by(meter_state.c.meter_id, meter_state.c.zone)  # locks taken in one order: no deadlocks
-    .with_for_update()
-)
-_SQLITE_STATES = f"SELECT {', '.join(_STATE_SELECT)} FROM meter_state WHERE meter_id IN ({{marks}})"
-_SAVE_STATE = (
-    update(meter_state)
-    .where(meter_state.c.meter_id == bindparam("k_meter"), meter_state.c.zone == bindparam("k_zone"))
-    .values(
-        last_value=bindparam("last_value"),
-        last_taken_at=bindparam("last_taken_at"),
-        last_receipt=bindparam("last_receipt"),
-        last_period=bindparam("last_period"),
-        total_kwh=bindparam("total_kwh"),
-        total_days=bindparam("total_days"),
-        dev_value=bindparam("dev_value"),
-        dev_taken_at=bindparam("dev_taken_at"),
-        res_value=bindparam("res_value"),
-        res_taken_at=bindparam("res_taken_at"),
-    )
-)
-# (statement, parameter names of the rows) -> (SQL text, parameter names in placeholder order,
-# placeholder positions of datetime columns)
-_SQLITE_SQL: dict[tuple[int, tuple[str, ...]], tuple[str, tuple[str, ...], tuple[int, ...]]] = {}
-
-
-def _is_datetime_type(type_: Any) -> bool:
-    # A TypeDecorator (UtcDateTime) says nothing of its python_type: look at what it wraps.
-    return isinstance(getattr(type_, "impl_instance", type_), DateTime)
-
-
-async def _sqlite_executemany(conn: Conn, stmt: Insert | Update, rows: list[dict[str, Any]]) -> None:
-    """SQLite: executemany of a module-level INSERT/UPDATE straight through the driver.
-
-    SQLAlchemy processes every parameter of every row (about 7 datetime conversions a reading),
-    a fifth of the writer's time on SQLite; here the SQL is compiled once and rows go as tuples.
-    The rows hold only text, integers, None and aware datetimes; a datetime becomes exactly the
-    text SQLAlchemy's SQLite DateTime stores for UtcDateTime (UTC, no zone,
-    'YYYY-MM-DD HH:MM:SS.ffffff'), so it reads back through UtcDateTime unchanged.
-    """
-    names = tuple(rows[0])
-    key = (id(stmt), names)  # only module-level statements come here, so id() is stable
-    hit = _SQLITE_SQL.get(key)
-    if hit is None:
-        compiled = stmt.compile(dialect=conn.dialect, column_keys=list(names))
-        positions = tuple(compiled.positiontup or ())
-        dates = tuple(i for i, n in enumerate(positions) if _is_datetime_type(compiled.binds[n].type))
-        hit = _SQLITE_SQL[key] = (compiled.string, positions, dates)
-    sql, order, dates = hit
-    values_of = itemgetter(*order)
-    texts: dict[datetime, str] = {}  # a group's readings share received_at and due_at
-
-    def param(value: datetime) -> str:
-        text = texts.get(value)
-        if text is None:
-            if value.tzinfo is None:
-                raise ValueError("naive datetime given where an aware UTC one is required")
-            text = texts[value] = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-        return text
-
-    params: list[tuple[Any, ...]] = []
-    for row in rows:
-        values = values_of(row)
-        if len(order) == 1:
-            values = (values,)
-        if dates:
-            values = list(values)
-            for i in dates:
-                if values[i] is not None:
-                    values[i] = param(values[i])
-            values = tuple(values)
-        params.append(values)
-    if isinstance(conn, SyncConnection):  # the writer process: no SQLAlchemy execution around it
-        conn.sync.connection.driver_connection.executemany(sql, params)  # type: ignore[union-attr]
-    else:
-        await conn.exec_driver_sql(sql, params)
-
-
-async def _sqlite_rows(conn: Conn, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-    """SQLite: the rows of a query as the driver gives them (tuples, times as text)."""
-    if isinstance(conn, SyncConnection):  # the writer thread: no result wrapping at all
-        cursor = conn.sync.connection.driver_connection.execute(sql, params)  # type: ignore[union-attr]
-        return list(cursor.fetchall())
-    return [tuple(r) for r in (await conn.exec_driver_sql(sql, params)).all()]
-
-
-async def save_states(conn: Conn, touched: dict[tuple[int, str], ZoneState]) -> None:
-    """Write zone states back in one executemany."""
-    if not touched:
-        return
-    rows = [
-        {
-            "k_meter": meter_id,
-            "k_zone": zone,
-            "last_value": _str(s.last_value),
-            "last_taken_at": s.last_taken_at,
-            "last_receipt": s.last_receipt,
-            "last_period": s.last_period,
-            "total_kwh": str(s.total_kwh),
-            "total_days": str(s.total_days),
-            "dev_value": _str(s.dev_value),
-            "dev_taken_at": s.dev_taken_at,
-            "res_value": _str(s.res_value),
-            "res_taken_at": s.res_taken_at,
-        }
-        for (meter_id, zone), s in touched.items()
-    ]
-    if conn.dialect.name == "sqlite":
-        await _sqlite_executemany(conn, _SAVE_STATE, rows)  # see there why
-    else:
-        await conn.execute(_SAVE_STATE, rows)
 
 
 def read_text(p: _Pending) -> None:
@@ -959,7 +702,3 @@ def verdict_from_json(
         readings=tuple(ReadingOut(reading_ids.get(z), z, Decimal(v)) for z, v in values.items()),
         duplicate=duplicate,
     )
-
-
-def _str(value: Decimal | None) -> str | None:
-    return None if value is None else str(value)

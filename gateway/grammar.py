@@ -3,7 +3,7 @@
 Pure: no I/O and no registry look-ups. `parse_message` says what the text says; the core then
 resolves the account, meter and zones against the registry and validates the values.
 
-Heuristics (each one is also pinned by tests/test_grammar.py):
+Heuristics (each one is also pinned by tests/gateway/test_grammar.py):
 
 * Matching is case-insensitive and Latin look-alike letters count as Cyrillic ("T1" == "Т1",
   "H6789" == "Н6789", "cтoп" == "стоп"); "ё" counts as "е".

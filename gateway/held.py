@@ -6,7 +6,7 @@ expected-consumption band waived, since the sender has vouched for the value. A 
 any held reading) is accepted or rejected by an employee with a comment. Every change is written
 to `audit` with who, when, before and after; nothing is deleted.
 
-No held reading waits forever (adapters/held_job.py drives this on a clock): an unanswered
+No held reading waits forever (gateway/held_job.py drives this on a clock): an unanswered
 request to confirm is `escalate`d to the back office (flagged, audit action "escalated"), and a
 reading still held when its period closes is `expire`d (rejected with reason code "expired",
 audit action "expired"), with an "expired" notice to its sender written in the same transaction."""
@@ -24,8 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.bounds import CONTROL
 from gateway.config import Config
-from gateway.decide import advance_state, save_states
+from gateway.decide import advance_state
 from gateway.model import CHANNEL_GROUP, Channel, ReadingOut, Reason, RuleGroup, Severity, Status, Verdict
+from gateway.store.intake_rows import save_states
 from gateway.store.rows import METER_INFO_COLUMNS, meter_info, state_from_row
 from gateway.store.schema import accounts, audit, meter_state, meters, readings
 from gateway.store.schema_held import FANOUT, notices

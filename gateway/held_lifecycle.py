@@ -17,7 +17,7 @@ from datetime import UTC, datetime, time, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.accounts import ReceiptView, _group_receipts, _receipt_query
+from gateway.account_views import ReceiptView, _group_receipts, _receipt_query
 from gateway.calendar import WorkCalendar, period_window
 from gateway.config import Config
 from gateway.model import Status

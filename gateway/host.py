@@ -18,6 +18,7 @@ from gateway.calendar import WorkCalendar
 from gateway.config import Config
 from gateway.intake import Intake
 from gateway.metrics import Metrics
+from gateway.notify import Notifiers
 
 BackgroundTask = Callable[["Host"], Awaitable[None]]
 HealthProbe = Callable[[], dict[str, Any]]
@@ -33,5 +34,6 @@ class Host(Protocol):
     intake: Intake  # `submit` / `submit_many`: the one way readings enter
     billing: Billing
     metrics: Metrics
+    notifiers: Notifiers  # the doors that reach residents: a door adds its notifier in its install
     health_probes: dict[str, HealthProbe]  # name -> probe shown under /healthz
     background: list[BackgroundTask]  # tasks supervised (restarted on failure) while the gateway runs

@@ -31,7 +31,7 @@ from gateway.store.schema import INBOUND_UNPURGED, audit, inbound, readings
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from gateway.service import Gateway
+    from gateway.host import Host
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ async def hash_old_telegram_sources(engine: AsyncEngine) -> int:
     return len(sources)
 
 
-async def purge_job(gateway: Gateway) -> None:
+async def purge_job(gateway: Host) -> None:
     """The background task of `meter-gateway run`: purge, then wait for the next round."""
     cfg = gateway.config.privacy
     rewritten = await hash_old_telegram_sources(gateway.engine)
@@ -129,6 +129,6 @@ async def purge_job(gateway: Gateway) -> None:
         await asyncio.sleep(cfg.purge_interval_seconds)
 
 
-def install(gateway: Gateway, app: web.Application) -> None:
+def install(gateway: Host, app: web.Application) -> None:
     """Run the purge job in `meter-gateway run`."""
     gateway.background.append(purge_job)

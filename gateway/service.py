@@ -12,13 +12,13 @@ import asyncio
 import gc
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway import plugins, privacy, retention
+from gateway import held_job, plugins, privacy, reminders, retention
 from gateway.app_keys import (
     BILLING,
     CALENDAR,
@@ -33,23 +33,24 @@ from gateway.app_keys import (
 from gateway.billing import Billing
 from gateway.calendar import WorkCalendar
 from gateway.config import Config
+from gateway.host import BackgroundTask
 from gateway.http_api import body_deadline, json_errors
 from gateway.intake import Clock, Intake, utcnow
 from gateway.metrics import Metrics
+from gateway.notify import Notifiers
 from gateway.registry import import_registry
 from gateway.store.database import create_engine
 from gateway.store.migrate import upgrade
 
 log = logging.getLogger(__name__)
 
-BackgroundTask = Callable[["Gateway"], Awaitable[None]]
-
-# The core's own periodic jobs; the doors (channels and HTTP surfaces) are found from their
-# declarations (gateway/plugins.py). Each is a module with `install(host, app)`: it adds its
+# The core's own periodic jobs: the purge of raw messages, the period's reminders, the held
+# readings' lifecycle and notices (these two send through the doors registered in `notifiers`).
+# The doors (channels and HTTP surfaces) are found from their declarations (gateway/plugins.py). Each is a module with `install(host, app)`: it adds its
 # routes, background tasks (`host.background`) and health probes (`host.health_probes`), reads
 # its own configuration section to decide whether it runs at all, and does not depend on the
 # order in which the others are installed.
-CORE_JOBS = (retention,)
+CORE_JOBS = (retention, reminders, held_job)
 
 
 class Gateway:
@@ -63,6 +64,7 @@ class Gateway:
         self.engine: AsyncEngine = create_engine(config.database.url, echo=config.database.echo)
         self.intake = Intake(self.engine, config, self.calendar, self.metrics, clock)
         self.billing = Billing(self.engine, config.billing.lease_seconds)
+        self.notifiers = Notifiers()  # filled by the doors' install() in build_app
         self.health_probes: dict[str, Callable[[], dict[str, Any]]] = {}
         self.background: list[BackgroundTask] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -145,6 +147,7 @@ class Gateway:
                 log.error("background task %s did not stop in time; abandoning it", t.get_name())
         if self._runner is not None:
             await self._runner.cleanup()  # waits up to shutdown_timeout for in-flight requests
+        await self.notifiers.close()
         await self.intake.stop()
         await self.engine.dispose()
 

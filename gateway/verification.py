@@ -3,7 +3,7 @@ the residents' factors (the web cabinet's sign-in, Telegram account linking, the
 
 - `Verifier` is what a door uses to let a resident prove they hold an account: `send_code` (or
   `send_code_later`) issues a code and hands it to the code senders the door allows (SMS to the
-  registered phones, linked Telegram chats, the demo's log; adapters/code_senders.py), then
+  registered phones, linked Telegram chats, the demo's log: `host.notifiers`, gateway/notify.py), then
   `check_code`, `check_phone` (a phone the channel itself vouches for, e.g. Telegram's shared
   contact) or `check_digits` (the last 4 digits of a registered phone, only with
   `[verification] phone_digits = true`). Each check reserves the door's throttles first and
@@ -36,8 +36,9 @@ import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
+from aiohttp import web
 from sqlalchemy import case, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
@@ -45,8 +46,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.accounts import phone_matches, phones_of_account
 from gateway.config import VerificationConfig
-from gateway.store.schema import accounts
+from gateway.notify import CodeSender, account_exists
 from gateway.store.schema_verification import signin_codes, signin_throttle, web_secrets
+
+if TYPE_CHECKING:
+    from gateway.host import Host
 
 log = logging.getLogger(__name__)
 
@@ -171,16 +175,6 @@ def _plural(n: int, one: str, few: str, many: str) -> str:
 
 
 # -- one-time codes --------------------------------------------------------------------------
-
-
-class CodeSender(Protocol):
-    """A way to get a code to the holder of an account (SMS, Telegram, the demo's log)."""
-
-    channel: str
-
-    async def send_code(self, engine: AsyncEngine, account: str, text: str) -> bool:
-        """Send `text` to the account's registered destinations; True if any took it."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,18 +317,12 @@ def digits_match(registered: Sequence[str], digits: str, count: int = 4) -> bool
     return ok and bool(registered) and len(wanted) == count
 
 
-async def _account_exists(engine: AsyncEngine, account: str) -> bool:
-    async with engine.connect() as conn:
-        found = await conn.execute(select(accounts.c.id).where(accounts.c.number == account))
-        return found.first() is not None
-
-
 class Verifier:
     """The one verification of residents: codes issued, sent and checked, phones and digits
     checked, under the `[verification]` policy and the door's throttles.
 
-    `senders` are set by the composition (adapters/code_senders.py) once every door is installed;
-    `start` loads the codes' key, `close` waits for the sends still under way."""
+    `senders` are set at start-up from the doors' notifiers (`shared_verifier`), once every door
+    is installed; `start` loads the codes' key, `close` waits for the sends still under way."""
 
     def __init__(self, settings: VerificationConfig, senders: Sequence[CodeSender] = ()) -> None:
         self.settings = settings
@@ -368,7 +356,7 @@ class Verifier:
         try:
             if await reserve(engine, requester, rule, now):
                 return []
-            if not account or not await _account_exists(engine, account):
+            if not account or not await account_exists(engine, account):
                 return []
             resend = s.code_resend_seconds
             once = Rule(free=1, cap=resend, base=resend, forget=resend)
@@ -437,3 +425,28 @@ class Verifier:
     async def close(self) -> None:
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+VERIFIER = web.AppKey("verifier", Verifier)
+
+
+def shared_verifier(host: Host, app: web.Application) -> Verifier:
+    """The application's one `Verifier`, made by the first door that asks for it. Its code
+    senders are the doors' notifiers when the application starts (a door may be installed after
+    the one asking), its key is loaded then, and the sends under way are awaited at shutdown."""
+    found = app.get(VERIFIER)
+    if found is not None:
+        return found
+    verifier = Verifier(host.config.verification)
+    app[VERIFIER] = verifier
+
+    async def start(_app: web.Application) -> None:
+        verifier.senders = host.notifiers.code_senders(host.config.verification)
+        await verifier.start(host.engine, host.clock())
+
+    async def stop(_app: web.Application) -> None:  # before the doors' senders are closed
+        await verifier.close()
+
+    app.on_startup.append(start)
+    app.on_shutdown.append(stop)
+    return verifier

@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypedDict, TypeVar
 
 import aiohttp
 import pytest
@@ -71,7 +72,10 @@ def _pg_available() -> bool:
         return False
 
 
-def _run_in_thread(factory):  # type: ignore[no-untyped-def]
+T = TypeVar("T")
+
+
+def _run_in_thread(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """asyncio.run from a fixture that may be set up inside a running event loop."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -169,6 +173,34 @@ async def intake(engine: AsyncEngine, db_url: str, tmp_path: Path, clock: FakeCl
     await it.stop()
 
 
+class PushedReading(TypedDict):
+    reading_id: int | None
+    zone: str
+    value: str | None
+
+
+class PushedReason(TypedDict):
+    code: str
+    severity: str
+    zone: str | None
+    message_ru: str
+    message_en: str
+
+
+class PushResult(TypedDict):
+    """One item's answer from `POST /api/v1/readings` (the Verdict as JSON, with the item's id)."""
+
+    id: object
+    status: str
+    receipt: int | None
+    duplicate: bool
+    account: str | None
+    meter_serial: str | None
+    period: str | None
+    readings: list[PushedReading]
+    reasons: list[PushedReason]
+
+
 @dataclass
 class Running:
     gateway: Gateway
@@ -176,11 +208,9 @@ class Running:
     http: aiohttp.ClientSession
     clock: FakeClock
 
-    async def post(
-        self, path: str, json: object = None, token: str | None = None, **kw: object
-    ) -> tuple[int, object]:
+    async def post(self, path: str, json: object = None, token: str | None = None) -> tuple[int, object]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        async with self.http.post(self.base + path, json=json, headers=headers, **kw) as resp:  # type: ignore[arg-type]
+        async with self.http.post(self.base + path, json=json, headers=headers) as resp:
             return resp.status, await resp.json(content_type=None)
 
     async def get(self, path: str, token: str | None = None) -> tuple[int, object]:
@@ -190,10 +220,12 @@ class Running:
                 return resp.status, await resp.json()
             return resp.status, await resp.text()
 
-    async def push(self, *items: dict[str, object]) -> list[dict[str, object]]:
+    async def push(self, *items: Mapping[str, object]) -> list[PushResult]:
         status, body = await self.post("/api/v1/readings", {"readings": list(items)}, token=DEVICE_TOKEN)
         assert status == 200, body
-        return body["results"]  # type: ignore[index,return-value]
+        assert isinstance(body, dict)
+        results: list[PushResult] = body["results"]
+        return results
 
 
 @pytest.fixture
@@ -204,3 +236,9 @@ async def running(db_url: str, tmp_path: Path, clock: FakeClock) -> AsyncIterato
     async with aiohttp.ClientSession() as http:
         yield Running(gateway, f"http://127.0.0.1:{gateway.port}", http, clock)
     await gateway.stop()
+
+
+def stored(reading: PushedReading) -> int:
+    """The id of a reading the gateway stored (the answer has None only for a value it did not store)."""
+    assert reading["reading_id"] is not None, reading
+    return reading["reading_id"]

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import inspect, text
 
 from gateway.store.database import create_engine
-from tests.conftest import PG_ADMIN_URL, REGISTRY_CSV, Running
+from tests.conftest import PG_ADMIN_URL, REGISTRY_CSV, Running, stored
 
 ROOT = Path(__file__).resolve().parent.parent
 EXE = str(ROOT / ".venv" / "bin" / "meter-gateway")
@@ -210,10 +210,10 @@ async def _push_export_data(running: Running) -> dict[str, int]:
     )
     assert [r["status"] for r in res] == ["accepted", "accepted", "rejected"], res
     return {
-        "M-1": res[0]["readings"][0]["reading_id"],
-        "M-2/T1": res[1]["readings"][0]["reading_id"],
-        "M-2/T2": res[1]["readings"][1]["reading_id"],
-        "M-5": res[2]["readings"][0]["reading_id"],
+        "M-1": stored(res[0]["readings"][0]),
+        "M-2/T1": stored(res[1]["readings"][0]),
+        "M-2/T2": stored(res[1]["readings"][1]),
+        "M-5": stored(res[2]["readings"][0]),
     }
 
 

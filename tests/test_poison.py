@@ -106,8 +106,8 @@ async def test_a_poison_item_amid_concurrent_pushes_and_sms_harms_no_one(crowd: 
     status, body = results.pop(150)
     others = [s for s, _ in results]
     assert [s for s in others if s != 200] == []  # no 5xx, nor anything else, for the others
-    assert all(b["results"][0]["status"] == "accepted" for _, b in results[:N_DEVICES])  # type: ignore[index]
-    assert all(b.startswith("Принято") for _, b in results[N_DEVICES:])  # type: ignore[union-attr]
+    assert all(b["results"][0]["status"] == "accepted" for _, b in results[:N_DEVICES])
+    assert all(b.startswith("Принято") for _, b in results[N_DEVICES:])
     # The poison: its own 4xx naming the field, or a rejection naming it.
     if status == 200:
         reasons = body["results"][0]["reasons"] if route == "device" else None
@@ -191,9 +191,10 @@ async def test_a_commit_failing_for_one_submission_commits_every_other(
             Submission(Channel.SMS, clock(), "+79161234569", text="Т1 1 Т2 2 Т3 3", channel_message_id="s-2"),
         ]
         # One batch is one group; the two SMS arrive meanwhile and share it or the next one.
-        verdicts, *answers = await asyncio.gather(
-            intake.submit_many(batch), *(intake.submit(s) for s in singles)
-        )
+        async with asyncio.TaskGroup() as tasks:
+            group = tasks.create_task(intake.submit_many(batch))
+            alone = [tasks.create_task(intake.submit(s)) for s in singles]
+        verdicts, answers = group.result(), [t.result() for t in alone]
         poison = verdicts.pop(2)
         assert poison.status is Status.REJECTED and [r.code for r in poison.reasons] == ["unprocessable"]
         assert poison.receipt is not None  # stored, so a retry is answered from the store

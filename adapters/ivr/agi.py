@@ -20,7 +20,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from adapters.ivr.config import IvrConfig
 
@@ -49,6 +49,18 @@ class Reply:
     rest: str = ""
 
 
+class Writer(Protocol):
+    """The connection's writing end as a session uses it: an asyncio.StreamWriter."""
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    async def wait_closed(self) -> None: ...
+
+
 def _quote(arg: str) -> str:
     return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -56,7 +68,7 @@ def _quote(arg: str) -> str:
 class AgiSession:
     """The AGI protocol on one FastAGI connection."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: Writer) -> None:
         self.reader = reader
         self.writer = writer
         self.env: dict[str, str] = {}

@@ -67,9 +67,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_PROFILES_DIR = DEFAULT_DIR
-# Which counter of a zone is the reading billed: import first (a household's consumption).
-ZONE_QUANTITIES = ("energy_import", "energy_total", "energy_net")
-TO_KWH = {"wh": Decimal("0.001"), "kwh": Decimal(1), "mwh": Decimal(1000), "": Decimal(1)}
 KWH_STEP = Decimal("0.001")  # the intake takes at most 3 decimals: never book energy not yet counted
 REGISTRY_REFRESH_SECONDS = 60.0
 TCP_CONNECT_TIMEOUT = 3.0
@@ -172,17 +169,15 @@ def zone_values(
 ) -> dict[str, Decimal | None]:
     """The meter's reading per zone: the registry's zones when it knows the meter, else all the profile has.
 
-    A zone the profile does not map is left out (the core then refuses the reading with a
-    reason naming the missing zone); a register that said "no value" gives None.
+    The counter read for a zone and its unit are the profile's (`billed_quantities`, the
+    register's `unit`), in kWh. A zone the profile does not map is left out (the core then
+    refuses the reading with a reason naming the missing zone); a register that said "no value"
+    gives None.
     """
     by_zone: dict[str, Decimal | None] = {}
-    for quantity in ZONE_QUANTITIES:
-        for reg in profile.energy_registers():
-            if reg.quantity == quantity and reg.zone and reg.zone not in by_zone:
-                value = values.get(reg.name)
-                by_zone[reg.zone] = (
-                    None if value is None else value * TO_KWH.get(reg.unit.lower(), Decimal(1))
-                )
+    for zone, reg in profile.billed_registers().items():
+        value = values.get(reg.name)
+        by_zone[zone] = None if value is None else reg.kwh(value)
     if wanted:
         return {z: by_zone[z] for z in wanted if z in by_zone}
     return by_zone

@@ -6,5 +6,6 @@ message to one inbox (`inbox.py`: redeliveries, commands, the core's intake, the
 `text.py` words every reply to fit one SMS where it can; `tables.py` keeps the reply log and
 the opt-outs; `config.py` is the `[sms]` section; `privacy.py` says what of a resident the door
 keeps (for `privacy report`). Outgoing SMS (reminders, notices, one-time codes) go through
-Kannel's sendsms (`kannel.KannelSendsms`). Declared in pyproject.toml (gateway/plugins.py).
+Kannel's sendsms (`kannel.KannelSendsms`, the door's notifier of gateway/notify.py). Declared in
+pyproject.toml (gateway/plugins.py).
 """

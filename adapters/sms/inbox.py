@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import weakref
@@ -46,6 +45,7 @@ from adapters.sms.text import (
 from gateway import held
 from gateway.bounds import CONTROL
 from gateway.grammar import Command, ParsedReading, parse_message
+from gateway.group_commit import GroupCommit
 from gateway.host import Host
 from gateway.http_api import ApiError
 from gateway.metrics import Metrics
@@ -126,8 +126,8 @@ class SmsInbox:
         self.intake = host.intake
         self.clock = host.clock
         self.replies = _replies_counter(host.metrics)
-        self._queue: asyncio.Queue[tuple[ReplyToStore, asyncio.Future[StoredReply]]] = asyncio.Queue()
-        self._writer: asyncio.Task[None] | None = None
+        # One writer: whatever answers accumulated while the last commit ran share the next one.
+        self._log = GroupCommit(self._write, "sms-reply-log", max_batch=500)
 
     async def handle(self, sms: InboundSms) -> str:
         """The reply to send back ("" for none); stored before it is returned."""
@@ -177,41 +177,18 @@ class SmsInbox:
 
     async def _store(self, item: ReplyToStore) -> StoredReply:
         """Store the answer (and apply the reply budget) in the next group commit of the reply log."""
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_loop(), name="sms-reply-log")
-        future: asyncio.Future[StoredReply] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((item, future))
-        return await future
+        return await self._log.submit(item)
 
-    async def _write_loop(self) -> None:
-        """One writer: whatever answers accumulated while the last commit ran share the next one."""
-        while True:
-            batch = [await self._queue.get()]
-            while not self._queue.empty() and len(batch) < 500:
-                batch.append(self._queue.get_nowait())
-            try:
-                stored = await record_replies(
-                    self.engine, [item for item, _ in batch], self.sms.replies_per_hour
-                )
-            except Exception as exc:  # the database is away: these requests fail, later ones retry
-                log.exception("storing %d SMS replies failed", len(batch))
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, future), result in zip(batch, stored, strict=True):
-                if not future.done():
-                    future.set_result(result)
+    async def _write(self, batch: list[ReplyToStore]) -> list[StoredReply]:
+        try:
+            return await record_replies(self.engine, batch, self.sms.replies_per_hour)
+        except Exception:  # the database is away: these requests fail, later ones retry
+            log.exception("storing %d SMS replies failed", len(batch))
+            raise
 
     async def close(self, _app: web.Application | None = None) -> None:
         """Stop the reply-log writer (after the last request was answered)."""
-        if self._writer is not None:
-            self._writer.cancel()
-            try:
-                await self._writer
-            except asyncio.CancelledError:
-                pass
-            self._writer = None
+        await self._log.stop()
 
     async def _command(self, name: str, phone: str) -> str:
         max_chars = self.sms.reply_max_chars

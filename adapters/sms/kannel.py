@@ -11,14 +11,15 @@ The inbound text is taken as UTF-8 (smsbox `mo-recode = true` turns UCS-2 messag
 when the URL also carries `charset=%C` and that says UTF-16BE (a UCS-2 message not recoded) or
 another character set, the raw bytes are decoded with it, so Cyrillic arrives intact either way.
 
-Reminders go out through Kannel's sendsms (`[sms] sendsms_url`): `KannelSendsms` is the SMS
-notifier of adapters/reminders.py.
+Outgoing SMS go through Kannel's sendsms (`[sms] sendsms_url`): `KannelSendsms` is the door's
+`Notifier` (gateway/notify.py) for the core's reminders, notices about readings and one-time codes.
 """
 
 from __future__ import annotations
 
 import codecs
 import hmac
+import logging
 import uuid
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, urlencode
@@ -26,9 +27,8 @@ from urllib.parse import parse_qsl, urlencode
 import aiohttp
 import orjson
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from adapters.reminders import DueReminder, SendFailed, add_notifier
 from adapters.sms.config import SmsConfig
 from adapters.sms.inbox import (
     MAX_MESSAGE_ID,
@@ -39,11 +39,17 @@ from adapters.sms.inbox import (
     bounded_text,
     inbox_of,
 )
-from adapters.sms.tables import opted_out
-from adapters.sms.text import needs_ucs2, render_reminder
+from adapters.sms.tables import opted_out, phone_of_receipt
+from adapters.sms.text import CONFIRM_REMINDER, needs_ucs2, render_reminder
+from gateway.accounts import phones_of_account
 from gateway.host import Host
 from gateway.http_api import ApiError
+from gateway.model import Channel
+from gateway.notify import DueReminder, Reading, SendFailed
+from gateway.privacy import mask_phone
 from gateway.store.schema_reminders import phones_of_accounts
+
+log = logging.getLogger(__name__)
 
 ROUTE = "kannel"
 _UCS2_NAMES = {"UTF-16BE", "UTF16BE", "UCS-2", "UCS2", "UTF-16", "ISO-10646-UCS-2"}
@@ -98,11 +104,15 @@ async def kannel_inbound(request: web.Request) -> web.Response:
 
 
 class KannelSendsms:
-    """The SMS notifier of the reminder job: registered phones, through Kannel's sendsms."""
+    """The SMS door's notifier: registered phones, through Kannel's sendsms; reminders only with
+    `[sms] reminders`, "billing has it" only with `[sms] billing_notices`, at sending hours only."""
 
     channel = "sms"
+    any_hour = False  # an SMS wakes people: 10:00-21:00 local, never on a public holiday
 
     def __init__(self, config: SmsConfig) -> None:
+        self.reminders = config.reminders
+        self.billing_notices = config.billing_notices
         self.url = config.sendsms_url
         self.timeout = aiohttp.ClientTimeout(total=config.sendsms_timeout_seconds)
         self.max_chars = config.reply_max_chars
@@ -118,8 +128,30 @@ class KannelSendsms:
     def text(self, due: DueReminder, account_numbers: list[str]) -> str:
         return render_reminder(due.kind, account_numbers, due.window_end, due.today, self.max_chars)
 
-    async def send(self, recipient: str, text: str) -> None:
-        """Hand one SMS to Kannel; SendFailed says whether it surely did not go."""
+    async def recipients(self, conn: AsyncConnection, reading: Reading) -> list[str]:
+        """The registered phone an SMS reading came from."""
+        if reading.channel != Channel.SMS.value:
+            return []
+        phone = await phone_of_receipt(conn, reading.account_id, reading.receipt)
+        return [phone] if phone else []
+
+    def confirm_text(self, values: str, account: str) -> str:
+        return CONFIRM_REMINDER.format(values=values, account=account)
+
+    async def send_code(self, engine: AsyncEngine, account: str, text: str) -> bool:
+        """A one-time code to every phone registered for the account."""
+        sent = False
+        for phone in await phones_of_account(engine, account):
+            try:
+                await self.send(phone, text)
+                sent = True
+            except SendFailed as exc:
+                log.warning("sign-in code to %s not sent: %s", mask_phone(phone), exc)
+        return sent
+
+    async def send(self, recipient: str, text: str, confirm: int | None = None) -> None:
+        """Hand one SMS to Kannel (a reading is confirmed by answering ДА: no buttons);
+        SendFailed says whether it surely did not go."""
         params = {"to": recipient, "text": text, "charset": "UTF-8"}
         if needs_ucs2(text):
             params["coding"] = "2"
@@ -144,14 +176,16 @@ class KannelSendsms:
 
 
 def install(host: Host, app: web.Application) -> None:
-    """The Kannel route when `[sms] kannel_key` is set; SMS reminders when `sendsms_url` is."""
+    """The Kannel route when `[sms] kannel_key` is set; SMS to residents (reminders, notices,
+    codes) when `sendsms_url` is."""
     config = host.config.section("sms", SmsConfig)
     if config.kannel_key:
         inbox_of(host, app)
         app.router.add_get("/channels/sms/kannel", kannel_inbound, allow_head=False)
         app.router.add_post("/channels/sms/kannel", kannel_inbound)
-    if config.sendsms_url and config.reminders:
-        add_notifier(app, KannelSendsms(config))
+    host.notifiers.reminder_check_seconds = config.reminder_check_seconds
+    if config.sendsms_url:
+        host.notifiers.add(KannelSendsms(config))
     host.health_probes["sms_kannel"] = lambda: {
         "status": "ok" if config.kannel_key or config.sendsms_url else "disabled",
         "route": bool(config.kannel_key),

@@ -37,7 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.privacy import phone_hash
-from gateway.store.schema import Id, UtcDateTime, metadata
+from gateway.store.schema import Id, UtcDateTime, metadata, phones
 
 sms_messages = Table(
     "sms_messages",
@@ -268,6 +268,20 @@ async def opted_out(conn: AsyncConnection, numbers: Collection[str]) -> set[str]
             ).scalars()
         )
     return found
+
+
+async def phone_of_receipt(conn: AsyncConnection, account_id: int, receipt: int) -> str | None:
+    """The registered phone of the account the SMS reading `receipt` came from (the reply log
+    keeps only a keyed hash of it); None for a sender not registered for the account."""
+    key = (
+        await conn.execute(
+            select(func.min(sms_messages.c.sender_key)).where(sms_messages.c.receipt == receipt)
+        )
+    ).scalar_one_or_none()
+    if key is None:
+        return None
+    registered = await conn.execute(select(phones.c.phone).where(phones.c.account_id == account_id))
+    return next((p for p in registered.scalars() if sender_key(p) == key), None)
 
 
 async def hash_plain_optouts(engine: AsyncEngine) -> int:

@@ -37,6 +37,8 @@ NOTHING_TO_CONFIRM = "Нет показаний, ждущих подтвержд
 UNSUBSCRIBED = "Напоминания отключены. Показания принимаем. Вернуть: СТАРТ"
 SUBSCRIBED = "Напоминания включены. Отключить: СТОП"
 SEND_CORRECTED = "Пришлите верные показания, например: 1234567 12345"
+# The held-readings job's reminder to confirm (gateway/held_job.py words the other notices).
+CONFIRM_REMINDER = "Показания {values} (л/с {account}) ждут подтверждения. Если верно, ответьте ДА."
 
 
 def utf16_units(text: str) -> int:

@@ -26,7 +26,8 @@ class TelegramConfig(Section):
     link_max_failures_per_account: int = Field(10, ge=1)  # ... and per account, from any chat
     link_window_minutes: int = Field(60, ge=1)
     history_limit: int = Field(10, ge=1, le=50)  # submissions per account shown by /history
-    reminders: bool = True  # remind linked chats to submit (the reminder job of [sms] runs them)
+    # Remind linked chats to submit (the core's reminder job, every [sms] reminder_check_seconds).
+    reminders: bool = True
 
     @model_validator(mode="after")
     def _usable(self) -> TelegramConfig:

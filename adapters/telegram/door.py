@@ -19,20 +19,19 @@ if TYPE_CHECKING:
 
 def install(host: Host, app: web.Application) -> None:
     """Add the Telegram channel when `[telegram] enabled`: the webhook route or the poller,
-    reminders to linked chats, and its probe under /healthz."""
+    its notifier (reminders to linked chats, notices, codes), and its probe under /healthz."""
     settings = host.config.section("telegram", TelegramConfig)
     if not settings.enabled:
         host.health_probes["telegram"] = lambda: {"status": "disabled"}
         return
-    from adapters.code_senders import shared_verifier
-    from adapters.reminders import add_notifier
     from adapters.telegram import webhook
     from adapters.telegram.channel import TelegramChannel
     from adapters.telegram.keys import TELEGRAM
     from adapters.telegram.notifier import TelegramNotifier
+    from gateway.verification import shared_verifier
 
     logging.getLogger("aiogram.event").setLevel(logging.WARNING)  # one INFO line per update otherwise
-    tg = TelegramChannel(host.config, host.engine, host.intake, host.clock, shared_verifier(app))
+    tg = TelegramChannel(host.config, host.engine, host.intake, host.clock, shared_verifier(host, app))
     app[TELEGRAM] = tg
     host.health_probes["telegram"] = tg.health
 
@@ -40,8 +39,7 @@ def install(host: Host, app: web.Application) -> None:
         await tg.close()
 
     app.on_cleanup.append(close_bot)
-    if settings.reminders:
-        add_notifier(app, TelegramNotifier(tg))
+    host.notifiers.add(TelegramNotifier(tg, reminders=settings.reminders))
     if settings.mode == "webhook":
         app.router.add_post(webhook.WEBHOOK_PATH, webhook.webhook)
         if settings.webhook_url:

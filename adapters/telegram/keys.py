@@ -1,5 +1,5 @@
-"""The application key of the Telegram channel, for the shared modules that reach the bot
-(adapters/code_senders.py, adapters/held_job.py): importing it costs nothing (no aiogram)."""
+"""The application key of the Telegram channel, where the webhook's handler finds the bot:
+importing it costs nothing (no aiogram)."""
 
 from __future__ import annotations
 

@@ -1,15 +1,15 @@
-"""What the bot tells a chat outside a conversation, through the channel's bot: reminders to
-submit readings (the `Notifier` of adapters/reminders.py), notices about held readings and
-billing (the `Sender` of adapters/held_job.py, with the same "Подтвердить" / "Исправить"
-buttons as the first answer), residents' one-time codes (the `CodeSender` of
-adapters/code_senders.py); and a chat's own switch for reminders (/stop, /remind).
+"""What the bot tells a chat outside a conversation, through the channel's bot: the door's
+`Notifier` (gateway/notify.py) for the core's reminders to submit readings, notices about held
+readings and billing (a reminder to confirm with the same "Подтвердить" / "Исправить" buttons as
+the first answer) and residents' one-time codes; and a chat's own switch for reminders (/stop,
+/remind).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiogram.exceptions import (
     TelegramAPIError,
@@ -21,14 +21,14 @@ from aiogram.exceptions import (
 from aiogram.methods import SendMessage
 from sqlalchemy import select
 
-from adapters.reminders import DueReminder, SendFailed
 from adapters.telegram import texts
 from adapters.telegram.tables import telegram_links
+from gateway.notify import DueReminder, Reading, SendFailed
 from gateway.store.schema import accounts as accounts_table
 from gateway.validation.explain import period_ru
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
     from adapters.telegram.channel import TelegramChannel
 
@@ -44,13 +44,18 @@ async def switch_reminders(tg: TelegramChannel, chat_id: int, on: bool) -> None:
 
 
 class TelegramNotifier:
-    """Reminders to submit readings, to the chats linked to the accounts that have none yet
-    (the `Notifier` of adapters/reminders.py); a chat that said "стоп" gets none."""
+    """The Telegram door's notifier: reminders to submit readings to the chats linked to the
+    accounts that have none yet (a chat that said "стоп" gets none; none at all without
+    `[telegram] reminders`), notices about readings to every chat linked to the account, at any
+    hour, and one-time codes."""
 
     channel = "telegram"
+    any_hour = True  # a chat is read when its owner chooses
+    billing_notices = True  # "billing has it" of every reading of a linked account
 
-    def __init__(self, tg: TelegramChannel) -> None:
+    def __init__(self, tg: TelegramChannel, reminders: bool = True) -> None:
         self.tg = tg
+        self.reminders = reminders
 
     async def contacts(self, engine: AsyncEngine, accounts: Mapping[int, str]) -> dict[str, list[int]]:
         return await self.tg.store.chats_to_remind(list(accounts))
@@ -67,7 +72,20 @@ class TelegramNotifier:
             lead = texts.REMIND_DUE.format(period=period, accounts=named, until=until)
         return lead + texts.REMIND_TAIL
 
-    async def send(self, recipient: str, text: str, markup: Any = None) -> None:
+    async def recipients(self, conn: AsyncConnection, reading: Reading) -> list[str]:
+        """Every chat linked to the reading's account."""
+        chats = await conn.execute(
+            select(telegram_links.c.chat_id)
+            .where(telegram_links.c.account_id == reading.account_id)
+            .order_by(telegram_links.c.chat_id)
+        )
+        return [str(c) for c in chats.scalars()]
+
+    def confirm_text(self, values: str, account: str) -> str:
+        return texts.CONFIRM_REMINDER.format(values=values, account=account)
+
+    async def send(self, recipient: str, text: str, confirm: int | None = None) -> None:
+        markup = texts.confirm_keyboard(confirm) if confirm is not None else None
         try:
             await self.tg.bot(SendMessage(chat_id=int(recipient), text=text, reply_markup=markup))
         except TelegramForbiddenError as exc:  # the resident blocked the bot: stop reminding
@@ -80,31 +98,8 @@ class TelegramNotifier:
         except TelegramAPIError as exc:
             raise SendFailed(f"chat {recipient}: {exc}", surely_not_sent=False) from exc
 
-    async def close(self) -> None:
-        pass  # the bot's session is closed with the application
-
-
-class TelegramSender:
-    """Notices to linked chats through the Telegram channel's bot; a reminder to confirm carries
-    the same "Подтвердить" / "Исправить" buttons as the first answer."""
-
-    def __init__(self, tg: TelegramChannel) -> None:
-        self.inner = TelegramNotifier(tg)
-
-    async def send(self, recipient: str, text: str, confirm_receipt: int | None) -> None:
-        markup = texts.confirm_keyboard(confirm_receipt) if confirm_receipt is not None else None
-        await self.inner.send(recipient, text, markup)
-
-
-class TelegramCodeSender:
-    """A resident's one-time code to every Telegram chat linked to the account."""
-
-    channel = "telegram"
-
-    def __init__(self, tg: TelegramChannel) -> None:
-        self.tg = tg
-
     async def send_code(self, engine: AsyncEngine, account: str, text: str) -> bool:
+        """A resident's one-time code to every Telegram chat linked to the account."""
         query = (
             select(telegram_links.c.chat_id)
             .join(accounts_table, accounts_table.c.id == telegram_links.c.account_id)
@@ -120,3 +115,6 @@ class TelegramCodeSender:
             except TelegramAPIError as exc:
                 log.warning("sign-in code to a Telegram chat of account %s not sent: %s", account, exc)
         return sent
+
+    async def close(self) -> None:
+        pass  # the bot's session is closed with the application

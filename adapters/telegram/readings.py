@@ -19,7 +19,7 @@ from aiogram.types import CallbackQuery, Message, Update
 
 from adapters.telegram import linking, notifier, texts
 from adapters.telegram.storage import remember
-from gateway import accounts, held
+from gateway import account_views, accounts, held
 from gateway.grammar import Command as TextCommand
 from gateway.grammar import ParsedReading, ParseFailure, parse_message
 from gateway.model import Severity, Status
@@ -149,7 +149,7 @@ async def _submit_text(
 
 
 def _previous_line(
-    tg: TelegramChannel, zone: str, zones: tuple[str, ...], last: dict[str, accounts.LastValue]
+    tg: TelegramChannel, zone: str, zones: tuple[str, ...], last: dict[str, account_views.LastValue]
 ) -> str:
     found = last.get(zone)
     return texts.previous_line(
@@ -164,7 +164,7 @@ async def _start_values(
     data = {"purpose": "guided", "account": account, "meter": meter, "zones": list(zones), "values": {}}
     if len(zones) == 1:
         await remember(state, Flow.value, {**data, "zone": zones[0]})
-        last = await accounts.last_values(tg.db.reader, meter)
+        last = await account_views.last_values(tg.db.reader, meter)
         previous = _previous_line(tg, zones[0], zones, last)
         await tg.say(chat_id, texts.ONE_VALUE.format(account=account, meter=meter, previous=previous))
         return
@@ -175,7 +175,7 @@ async def _start_values(
 async def _zone_menu(tg: TelegramChannel, chat_id: int, data: dict[str, Any]) -> None:
     zones = tuple(data["zones"])
     values: dict[str, str] = data["values"]
-    last = await accounts.last_values(tg.db.reader, data["meter"])
+    last = await account_views.last_values(tg.db.reader, data["meter"])
     previous = "\n".join(_previous_line(tg, z, zones, last) for z in zones)
     ask = texts.ALL_ZONES_FILLED if all(z in values for z in zones) else texts.CHOOSE_ZONE
     await tg.say(
@@ -192,7 +192,7 @@ async def history(tg: TelegramChannel, chat_id: int) -> None:
         return
     parts = []
     for account in linked:
-        rows = await accounts.last_readings(tg.db.reader, account, tg.settings.history_limit)
+        rows = await account_views.last_readings(tg.db.reader, account, tg.settings.history_limit)
         if not rows:
             parts.append(texts.NO_HISTORY.format(account=account))
             continue
@@ -230,7 +230,7 @@ async def history(tg: TelegramChannel, chat_id: int) -> None:
 async def _owned(tg: TelegramChannel, chat_id: int, receipt: int) -> tuple[str, str, tuple[str, ...]] | None:
     """Account, meter and zones of a stored reading, if it belongs to an account linked to the chat."""
     for account in await tg.linked(chat_id):
-        view = await accounts.receipt(tg.db.reader, receipt, account=account)
+        view = await account_views.receipt(tg.db.reader, receipt, account=account)
         if view is not None and view.meter_serial is not None:
             meters = await accounts.meters_of_account(tg.db.reader, account) or []
             zones = next((m.zones for m in meters if m.serial == view.meter_serial), tuple(view.values))
@@ -412,7 +412,7 @@ async def on_pick_zone(query: CallbackQuery, state: FSMContext, tg: TelegramChan
         return
     await tg.answer(query)
     await remember(state, Flow.value, {**data, "zone": zone})
-    last = await accounts.last_values(tg.db.reader, str(data["meter"]))
+    last = await account_views.last_values(tg.db.reader, str(data["meter"]))
     await tg.say(chat_id, texts.ZONE_VALUE.format(previous=_previous_line(tg, zone, zones, last)))
 
 

@@ -12,7 +12,6 @@ and data together with `remember` (one write).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
@@ -30,6 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from adapters.telegram.tables import telegram_fsm, telegram_link_attempts, telegram_links, telegram_updates
+from gateway.group_commit import GroupCommit
 from gateway.intake import Clock
 from gateway.store.schema import accounts, meters
 
@@ -249,8 +249,7 @@ class TelegramStore:
         self.engine = engine
         self.clock = clock
         self.db = db or Db(engine)
-        self._queue: asyncio.Queue[tuple[_UpdateRow, asyncio.Future[bool]]] = asyncio.Queue()
-        self._writer: asyncio.Task[None] | None = None
+        self._updates = GroupCommit(self._write, "telegram-updates-writer")
 
     async def prefetch(
         self, bot_id: int, update_id: int, chat_id: int | None, fsm_key: str | None
@@ -311,33 +310,13 @@ class TelegramStore:
         nothing of this one is kept).
 
         Rows of concurrent updates share a commit: a writer task takes whatever accumulated
-        while the previous commit ran (group commit, as the intake does)."""
+        while the previous commit ran (gateway/group_commit.py)."""
         item = _UpdateRow(bot_id, update_id, chat_id, payload, status, attempts, replies, error, fsm)
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_loop(), name="telegram-updates-writer")
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((item, future))
-        return await future
+        return await self._updates.submit(item)
 
-    async def _write_loop(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                async with self.db.write() as conn:
-                    results = [await self._record_in(conn, item) for item, _ in batch]
-            except Exception as exc:  # the database is away: every waiter hears it
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
-            for (_, future), ok in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(ok)
+    async def _write(self, batch: list[_UpdateRow]) -> list[bool]:
+        async with self.db.write() as conn:
+            return [await self._record_in(conn, item) for item in batch]
 
     async def _record_in(self, conn: AsyncConnection, item: _UpdateRow) -> bool:
         now = self.clock()
@@ -380,16 +359,7 @@ class TelegramStore:
 
     async def close(self) -> None:
         """Finish the rows queued, then stop the writer."""
-        if self._writer is None:
-            return
-        if not self._writer.done():
-            await self._queue.join()
-            self._writer.cancel()
-        try:
-            await self._writer
-        except (asyncio.CancelledError, Exception):
-            pass
-        self._writer = None
+        await self._updates.stop()
 
     async def next_offset(self, bot_id: int) -> int | None:
         """The getUpdates offset after the last update this bot has stored."""

@@ -160,6 +160,12 @@ REMIND_LAST_DAY_TODAY = "Сегодня последний день приёма
 REMIND_LAST_DAY = "Показания за {period} (л/с {accounts}) принимаем только до {until}."
 REMIND_DUE = "Пора передать показания за {period}: л/с {accounts}, приём до {until}."
 REMIND_TAIL = "\nПришлите показание сообщением или нажмите /reading.\nНе напоминать: /stop"
+# The held-readings job's reminder to confirm (sent with confirm_keyboard; gateway/held_job.py
+# words the other notices).
+CONFIRM_REMINDER = (
+    "Напоминаем: показания {values} (л/с {account}) ждут вашего подтверждения. "
+    "Если всё верно, нажмите «Подтвердить»; если ошиблись — «Исправить»."
+)
 
 
 def zone_label(zone: str, zones: tuple[str, ...] | list[str]) -> str:

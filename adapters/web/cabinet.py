@@ -24,17 +24,17 @@ from aiohttp import web
 from aiohttp_session import get_session
 from markupsafe import Markup
 
-from adapters.code_senders import VERIFIER, shared_verifier
 from adapters.web import pages, sessions, signin
 from adapters.web.charts import bar_chart
 from adapters.web.config import CabinetConfig
 from adapters.web.pages import ZONE_LABEL, period_name, render
-from gateway import accounts, held, verification
+from gateway import account_views, accounts, held, verification
 from gateway.app_keys import CLOCK, CONFIG, ENGINE, INTAKE
 from gateway.config import Config
 from gateway.host import Host
 from gateway.intake import Intake
 from gateway.model import Channel, RuleGroup, Submission
+from gateway.verification import VERIFIER, shared_verifier
 
 HOME = "/cabinet/"
 SCOPE = "account"
@@ -219,11 +219,13 @@ async def home(request: web.Request) -> web.Response:
     config = request.config_dict[CONFIG]
     engine = request.config_dict[ENGINE]
     now = request.config_dict[CLOCK]()
-    view = await accounts.account_view(engine, number, now, RuleGroup.RESIDENTS, config.validation.residents)
+    view = await account_views.account_view(
+        engine, number, now, RuleGroup.RESIDENTS, config.validation.residents
+    )
     if view is None:  # the account left the registry while signed in
         await sessions.close_session(request)
         raise web.HTTPSeeOther(HOME + "login")
-    pending = await accounts.readings_to_confirm(engine, number)
+    pending = await account_views.readings_to_confirm(engine, number)
     return await render(
         request,
         "cabinet_home.html",
@@ -274,14 +276,14 @@ async def receipt_page(request: web.Request) -> web.Response:
     """The verdict of one submission with its explanation; the form again when it was refused."""
     number = await _account(request)
     engine = request.config_dict[ENGINE]
-    found = await accounts.receipt(engine, int(request.match_info["receipt"]), account=number)
+    found = await account_views.receipt(engine, int(request.match_info["receipt"]), account=number)
     if found is None:
         raise web.HTTPNotFound()
     meter = None
     if found.status.value == "rejected" and found.meter_serial:
         config = request.config_dict[CONFIG]
         now = request.config_dict[CLOCK]()
-        view = await accounts.account_view(
+        view = await account_views.account_view(
             engine, number, now, RuleGroup.RESIDENTS, config.validation.residents
         )
         meters = view.meters if view else ()
@@ -321,7 +323,7 @@ async def history(request: web.Request) -> web.Response:
     number = await _account(request)
     engine = request.config_dict[ENGINE]
     now = request.config_dict[CLOCK]()
-    rows = await accounts.last_readings(engine, number, limit=300)
+    rows = await account_views.last_readings(engine, number, limit=300)
     months: dict[str, list[Any]] = {}
     for r in rows:
         months.setdefault(r.period or "", []).append(r)
@@ -334,7 +336,7 @@ async def history(request: web.Request) -> web.Response:
 
 async def consumption_charts(engine: Any, number: str, now: Any) -> list[dict[str, Any]]:
     """One chart (and its table) per meter, for the last twelve periods with consumption."""
-    uses = await accounts.monthly_consumption(engine, number, since=now - timedelta(days=400))
+    uses = await account_views.monthly_consumption(engine, number, since=now - timedelta(days=400))
     charts: list[dict[str, Any]] = []
     for serial in sorted({u.serial for u in uses}):
         mine = [u for u in uses if u.serial == serial]
@@ -362,5 +364,5 @@ def install(host: Host, app: web.Application) -> None:
     """Mount `/cabinet/` unless `[cabinet] enabled = false`, with the verification of residents."""
     if not host.config.section("cabinet", CabinetConfig).enabled:
         return
-    shared_verifier(app)
+    shared_verifier(host, app)
     pages.mount_site(host, app, HOME, "mg_cabinet", routes, "cabinet")

@@ -20,7 +20,7 @@ from aiohttp_session import Session
 from adapters.web import pages, passwords, sessions, signin
 from adapters.web.config import CabinetConfig, OperatorsConfig
 from adapters.web.pages import ZONE_LABEL, render
-from gateway import accounts, held, held_lifecycle, verification
+from gateway import account_views, accounts, held, held_lifecycle, verification
 from gateway.app_keys import CALENDAR, CLOCK, CONFIG, ENGINE, INTAKE
 from gateway.host import Host
 from gateway.intake import Intake
@@ -93,11 +93,11 @@ async def search(request: web.Request) -> web.Response:
     """Find an account by number, phone or address."""
     session = await _employee(request)
     query = request.query.get("q", "").strip()[:100]
-    hits = await accounts.find_accounts(request.config_dict[ENGINE], query) if query else []
+    hits = await account_views.find_accounts(request.config_dict[ENGINE], query) if query else []
     return await render(
         request,
         "operator_search.html",
-        {"me": session["name"], "q": query, "hits": hits, "masked": accounts.masked_phones},
+        {"me": session["name"], "q": query, "hits": hits, "masked": account_views.masked_phones},
     )
 
 
@@ -109,7 +109,9 @@ async def account_page(request: web.Request) -> web.Response:
     engine = request.config_dict[ENGINE]
     now = request.config_dict[CLOCK]()
     number = request.match_info["number"]
-    view = await accounts.account_view(engine, number, now, RuleGroup.OPERATORS, config.validation.operators)
+    view = await account_views.account_view(
+        engine, number, now, RuleGroup.OPERATORS, config.validation.operators
+    )
     if view is None:
         raise web.HTTPNotFound()
     return await render(
@@ -118,9 +120,9 @@ async def account_page(request: web.Request) -> web.Response:
         {
             "me": session["name"],
             "view": view,
-            "phones": accounts.masked_phones(view),
-            "recent": await accounts.last_readings(engine, number, limit=20),
-            "trail": await accounts.audit_trail(engine, number, limit=20),
+            "phones": account_views.masked_phones(view),
+            "recent": await account_views.last_readings(engine, number, limit=20),
+            "trail": await account_views.audit_trail(engine, number, limit=20),
             "nonce": secrets.token_urlsafe(18),
             "zone_label": ZONE_LABEL,
             "how": HOW,
@@ -185,10 +187,10 @@ async def enter_reading(request: web.Request) -> web.Response:
 async def receipt_page(request: web.Request) -> web.Response:
     session = await _employee(request)
     engine = request.config_dict[ENGINE]
-    found = await accounts.receipt(engine, int(request.match_info["receipt"]))
+    found = await account_views.receipt(engine, int(request.match_info["receipt"]))
     if found is None:
         raise web.HTTPNotFound()
-    trail = [t for t in await accounts.audit_trail(engine, found.account) if t.receipt == found.receipt]
+    trail = [t for t in await account_views.audit_trail(engine, found.account) if t.receipt == found.receipt]
     return await render(
         request,
         "operator_receipt.html",
@@ -209,7 +211,7 @@ async def queue(request: web.Request) -> web.Response:
         {
             "me": session["name"],
             "items": await held_lifecycle.queue(engine, now),
-            "trail": await accounts.audit_trail(engine, limit=20),
+            "trail": await account_views.audit_trail(engine, limit=20),
         },
     )
 

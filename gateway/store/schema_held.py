@@ -2,7 +2,7 @@
 
 A notice is written in the same transaction as the change it tells of (billing's commit, a
 held reading's expiry) or by the held-readings job when a reminder falls due, so a commit never
-waits on a channel and nothing is lost in a crash. The job (adapters/held_job.py) turns a
+waits on a channel and nothing is lost in a crash. The job (gateway/held_job.py) turns a
 notice with `channel = "*"` into one row per channel and recipient, then claims each of those
 before sending it, so it goes once whichever gateway process gets there first.
 

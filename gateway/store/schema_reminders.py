@@ -3,7 +3,7 @@
 * `reminder_log`: one row per reminder (channel, recipient, period, kind), written before it is
   sent, so that no reminder ever goes out twice, whichever process sends it. Every notifier
   channel (SMS, Telegram) shares it.
-* The queries of the reminder job (adapters/reminders.py): accounts without a reading of a
+* The queries of the reminder job (gateway/reminders.py): accounts without a reading of a
   period, claiming a reminder, marking it sent or giving the claim back, and the registered
   phones of accounts (whom a phone notifier such as SMS reminds).
 

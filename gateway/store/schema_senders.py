@@ -20,7 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from gateway.store.schema import UtcDateTime, metadata
 
 if TYPE_CHECKING:
-    from gateway.decide import Conn
+    from gateway.store.sync_bridge import Conn
 
 sender_counts = Table(
     "sender_counts",

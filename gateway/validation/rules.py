@@ -142,12 +142,13 @@ def band_for(c: Candidate, expected: Decimal) -> tuple[int, int]:
     return plus, minus
 
 
-def unexpected_consumption(c: Candidate) -> Reason | None:
-    """Consumption far outside what this meter's own history leads one to expect."""
-    avg = c.state.daily_average()
+def expected_band(c: Candidate) -> tuple[Decimal, Decimal, Decimal] | None:
+    """The consumption expected from the last accepted reading to `c.taken_at`, as `(low,
+    high, days)`: kWh by this meter's own history and `band_for`, over that many days. None
+    where the band does not apply: no history, less than `band_min_history_days` of it, less
+    than `band_min_days` since the last reading, or no bands configured."""
     last_at = c.state.last_taken_at
-    used = consumption(c)
-    if avg is None or last_at is None or used is None or not c.limits.bands:
+    if c.state.total_days <= 0 or last_at is None or not c.limits.bands:
         return None
     if c.state.total_days < c.limits.band_min_history_days:
         return None
@@ -158,8 +159,16 @@ def unexpected_consumption(c: Candidate) -> Reason | None:
     # 99.99...9 (which would fall into the wider band below 100).
     expected = c.state.total_kwh * days / c.state.total_days
     plus, minus = band_for(c, expected)
-    low = expected * (100 - minus) / 100
-    high = expected * (100 + plus) / 100
+    return expected * (100 - minus) / 100, expected * (100 + plus) / 100, days
+
+
+def unexpected_consumption(c: Candidate) -> Reason | None:
+    """Consumption far outside what this meter's own history leads one to expect."""
+    used = consumption(c)
+    band = expected_band(c) if used is not None else None
+    if band is None or used is None:
+        return None
+    low, high, days = band
     if low <= used <= high:
         return None
     severity = SEVERITY_BY_NAME[c.limits.band_severity]

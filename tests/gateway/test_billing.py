@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from gateway.billing import BatchNotFound, Billing, LeaseExpired
 from gateway.model import Channel, Submission
 from gateway.store.schema import batches, readings
-from tests.conftest import BILLING_TOKEN, DEVICE_TOKEN, FakeClock, Running
+from tests.conftest import BILLING_TOKEN, DEVICE_TOKEN, FakeClock, Running, stored
 
 LEASE = "/api/v1/billing/batches"
 SLA = "/api/v1/billing/sla"
@@ -97,7 +97,7 @@ async def _push_many(running: Running, count: int, chunk: int = 100) -> list[int
         results = await running.push(*items[start : start + chunk])
         for r in results:
             assert r["status"] == "accepted", r
-            ids.extend(x["reading_id"] for x in r["readings"])
+            ids.extend(stored(x) for x in r["readings"])
     assert len(set(ids)) == count
     return ids
 
@@ -188,7 +188,7 @@ async def test_rejected_flagged_and_unconfirmed_readings_are_never_leased(runnin
     assert good[0]["status"] == "accepted"
 
     async with running.gateway.engine.connect() as conn:
-        verdicts = dict(
+        verdicts: dict[str, int] = dict(
             (await conn.execute(select(readings.c.verdict, func.count()).group_by(readings.c.verdict))).all()
         )
     assert verdicts == {"accepted": 4, "needs_confirmation": 1, "flagged": 1, "rejected": 1}

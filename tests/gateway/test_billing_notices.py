@@ -12,18 +12,18 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.held_job import held_job
 from gateway import held
 from gateway.calendar import WorkCalendar
 from gateway.config import Config
+from gateway.held_job import held_job
 from gateway.intake import Intake
 from gateway.model import Channel, Status, Submission
 from gateway.store.schema_held import notices
 from tests.adapters.web.test_cabinet import Web, start_web
 from tests.conftest import BILLING_TOKEN, FakeClock
-from tests.test_held_lifecycle import KEY, msk, sendsms, sms
-from tests.test_reminders import FakeNotifier, at, job
-from tests.test_reminders import world as world  # noqa: F401 - the fixture
+from tests.gateway.test_held_lifecycle import KEY, msk, sendsms, sms
+from tests.gateway.test_reminders import FakeNotifier, at, job
+from tests.gateway.test_reminders import world as world  # noqa: F401 - the fixture
 
 __all__ = ["sendsms"]  # the fixture, used by name
 

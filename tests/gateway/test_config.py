@@ -16,7 +16,7 @@ def _toml(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def _error(path: Path | None = None, **env: str) -> str:
+def _error(path: Path | None = None, /, **env: str) -> str:
     with pytest.raises(ConfigError) as info:
         load_config(path, env)
     return str(info.value)
@@ -194,7 +194,7 @@ def test_unknown_timezone_is_refused(zone: str) -> None:
 
 
 def test_every_documented_key_exists() -> None:
-    """interfaces.md promises these names; renaming one breaks installations."""
+    """The README promises these names; renaming one breaks installations."""
     config = load_config(None, {})
     documented = {
         "database": ["url"],

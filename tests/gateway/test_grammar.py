@@ -229,6 +229,7 @@ def test_long_input_refused_cheaply() -> None:
 
 
 def test_non_string_input_does_not_raise() -> None:
+    # None on purpose, against the annotations: a caller that ignores them still gets no exception.
     assert isinstance(parse_message(None), ParseFailure)  # type: ignore[arg-type]
     assert parse_dtmf_number(None) is None  # type: ignore[arg-type]
 

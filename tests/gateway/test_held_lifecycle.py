@@ -17,8 +17,8 @@ import pytest
 from aiohttp import web
 from sqlalchemy import insert, select
 
-from adapters.held_job import HeldJob, held_job
 from adapters.telegram.tables import telegram_links
+from gateway.held_job import HeldJob, held_job
 from gateway.model import Channel, Status, Submission
 from gateway.store.schema import audit, readings
 from tests.adapters.telegram.fake_bot_api import TOKEN, FakeBotApi, buttons
@@ -54,7 +54,7 @@ async def sendsms() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     yield f"http://127.0.0.1:{port}/cgi-bin/sendsms?username=gw&password=pw", got
     await runner.cleanup()
 

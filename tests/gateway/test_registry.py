@@ -4,6 +4,7 @@ re-imports, changes without duplicates, meter state rows that follow the zones, 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -34,7 +35,7 @@ async def _counts(engine: AsyncEngine) -> dict[str, int]:
         }
 
 
-async def _meter(engine: AsyncEngine, serial: str) -> dict[str, object]:
+async def _meter(engine: AsyncEngine, serial: str) -> dict[str, Any]:
     async with engine.connect() as conn:
         row = (
             (

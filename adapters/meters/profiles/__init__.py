@@ -25,6 +25,9 @@ Schema (``extra`` keys are rejected everywhere; ``?`` marks an optional key)::
     max_gap_words = 8              # ? unused words that plan_reads may bridge (default 8; 0 for
                                    #   meters that reject reads spanning unmapped addresses)
     response_time_ms = 100         # worst-case reply time of the meter, for timeouts
+    billed_quantities = ["energy_import", "energy_total", "energy_net"]
+                                   # ? which counter of a zone is billed: the first one mapped
+                                   #   for the zone (this list is the default)
 
     [identification]               # ? registers identifying the unit (name -> register)
     serial = { function = 3, address = 0xFC00, type = "uint32" }
@@ -39,7 +42,7 @@ Schema (``extra`` keys are rejected everywhere; ``?`` marks an optional key)::
     address = 0x0048               # protocol (0-based) address, as sent on the wire
     type = "float32"               # see TYPES
     scale = 1.0                    # ? value = raw * scale (default 1)
-    unit = "kWh"                   # ? unit of the scaled value
+    unit = "kWh"                   # ? unit of the scaled value (energy: Wh, kWh, MWh; none = kWh)
     byte_order = "ABCD"            # ? per-register override
     nan_values = [0x7FFFFFFF]      # ? extra raw "no value" sentinels (see below)
 

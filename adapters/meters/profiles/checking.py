@@ -97,6 +97,13 @@ def _register_row(reg: Register) -> list[str]:
     ]
 
 
+def _billed(profile: Profile) -> str:
+    """Which register each zone's reading is taken from, and in what unit (kWh after conversion)."""
+    billed = profile.billed_registers()
+    zones = ", ".join(f"{zone} {reg.name} ({reg.unit or 'kWh'})" for zone, reg in billed.items())
+    return f"{zones or '-'}; first of {', '.join(profile.billed_quantities)}"
+
+
 def describe(profile: Profile) -> str:
     """Human-readable register map table of a profile (for `meter-gateway profiles check`)."""
     lines = [
@@ -110,6 +117,7 @@ def describe(profile: Profile) -> str:
         f"  max words/read: {profile.max_registers_per_request} (gap bridged: {profile.max_gap_words} words)",
         f"  response time:  {profile.response_time_ms} ms",
         f"  zones:          {', '.join(profile.zones()) or '-'}",
+        f"  billed:         {_billed(profile)}",
     ]
     if profile.notes:
         lines.append(f"  notes:          {' '.join(profile.notes.split())}")

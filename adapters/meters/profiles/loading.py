@@ -14,10 +14,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adapters.meters.profiles.model import (
+    DEFAULT_BILLED,
     DEFAULT_MAX_GAP_WORDS,
     ENERGY_QUANTITIES,
     ID_RE,
     IDENTIFICATION_QUANTITY,
+    KWH_PER_UNIT,
     MISSING,
     MODBUS_MAX_READ_WORDS,
     NAME_RE,
@@ -76,6 +78,7 @@ class _ProfileModel(_Strict):
     max_registers_per_request: int = Field(ge=1, le=MODBUS_MAX_READ_WORDS)
     max_gap_words: int = Field(default=DEFAULT_MAX_GAP_WORDS, ge=0, le=MODBUS_MAX_READ_WORDS)
     response_time_ms: int = Field(ge=1, le=60_000)
+    billed_quantities: list[str] = Field(default_factory=lambda: list(DEFAULT_BILLED), min_length=1)
     identification: dict[str, _IdentificationModel] = Field(default_factory=dict)
     registers: list[_RegisterModel] = Field(min_length=1)
     test_vectors: list[_VectorModel] = Field(min_length=1)
@@ -229,6 +232,15 @@ def _build(path: Path, model: _ProfileModel) -> Profile:
         names[ident_name] = key
         located.append((key, reg))
 
+    for i, quantity in enumerate(model.billed_quantities):
+        key = f"billed_quantities[{i}]"
+        if quantity not in ENERGY_QUANTITIES:
+            problems.append(
+                (key, f"only an energy counter is billed ({', '.join(ENERGY_QUANTITIES)}), not {quantity!r}")
+            )
+        elif quantity in model.billed_quantities[:i]:
+            problems.append((key, f"{quantity!r} is listed twice"))
+
     registers: list[Register] = []
     seen_series: dict[tuple[str, str | None], str] = {}
     for i, rm in enumerate(model.registers):
@@ -249,6 +261,13 @@ def _build(path: Path, model: _ProfileModel) -> Profile:
                         )
                     )
                 seen_series.setdefault(series, key)
+            if rm.unit.lower() not in KWH_PER_UNIT:
+                problems.append(
+                    (
+                        f"{key}.unit",
+                        f"an energy counter counts Wh, kWh or MWh (or leave it out: kWh), not {rm.unit!r}",
+                    )
+                )
         elif rm.zone is not None:
             problems.append((f"{key}.zone", f"only energy registers carry a zone, {rm.quantity!r} does not"))
         reg = _make_register(
@@ -323,6 +342,7 @@ def _build(path: Path, model: _ProfileModel) -> Profile:
         firmware=model.firmware,
         notes=model.notes,
         max_gap_words=model.max_gap_words,
+        billed_quantities=tuple(model.billed_quantities),
     )
 
 

@@ -32,6 +32,17 @@ BYTE_ORDERS: tuple[str, ...] = get_args(ByteOrder)
 ZONES: tuple[str, ...] = get_args(Zone)
 QUANTITIES: tuple[str, ...] = get_args(Quantity)
 ENERGY_QUANTITIES: tuple[str, ...] = tuple(q for q in QUANTITIES if q.startswith("energy_"))
+# Which counter of a zone is the reading billed, when a profile does not say (`billed_quantities`):
+# the import counter first (a household's consumption), else the total, else the net counter.
+DEFAULT_BILLED: tuple[str, ...] = ("energy_import", "energy_total", "energy_net")
+# The units an energy register may declare, as kWh per unit (case does not matter); a register
+# without a unit counts kWh.
+KWH_PER_UNIT: dict[str, Decimal] = {
+    "wh": Decimal("0.001"),
+    "kwh": Decimal(1),
+    "mwh": Decimal(1000),
+    "": Decimal(1),
+}
 IDENTIFICATION_QUANTITY = "identification"
 DEFAULT_MAX_GAP_WORDS = 8
 MODBUS_MAX_READ_WORDS = 125
@@ -106,6 +117,10 @@ class Register:
         """First address after the register (address + word_count)."""
         return self.address + self.word_count
 
+    def kwh(self, value: Decimal) -> Decimal:
+        """An energy register's decoded value in kWh (its unit is one of KWH_PER_UNIT)."""
+        return value * KWH_PER_UNIT[self.unit.lower()]
+
 
 @dataclass(frozen=True)
 class Vector:
@@ -149,10 +164,21 @@ class Profile:
     firmware: str | None = None
     notes: str | None = None
     max_gap_words: int = DEFAULT_MAX_GAP_WORDS
+    billed_quantities: tuple[str, ...] = DEFAULT_BILLED
 
     def energy_registers(self) -> tuple[Register, ...]:
         """The registers carrying energy counters (quantity energy_*), in file order."""
         return tuple(r for r in self.registers if r.quantity in ENERGY_QUANTITIES)
+
+    def billed_registers(self) -> dict[str, Register]:
+        """Zone -> the register billed for it: the first of `billed_quantities` the profile maps
+        for that zone (zones in the order those registers are met)."""
+        billed: dict[str, Register] = {}
+        for quantity in self.billed_quantities:
+            for reg in self.energy_registers():
+                if reg.quantity == quantity and reg.zone and reg.zone not in billed:
+                    billed[reg.zone] = reg
+        return billed
 
     def zones(self) -> tuple[str, ...]:
         """Tariff zones the profile's energy registers carry, in T, T1..T4 order."""

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.ivr.agi import AgiFailure, AgiHangup, AgiSession
+from adapters.ivr.agi import AgiFailure, AgiHangup, AgiSession, Reply
 
 
 async def _session() -> tuple[AgiSession, socket.socket]:
@@ -23,7 +23,7 @@ async def _session() -> tuple[AgiSession, socket.socket]:
     return AgiSession(reader, writer), pbx
 
 
-async def _exchange(agi: AgiSession, pbx: socket.socket, reply: bytes, *words: str) -> object:
+async def _exchange(agi: AgiSession, pbx: socket.socket, reply: bytes, *words: str) -> Reply:
     loop = asyncio.get_running_loop()
     await loop.sock_sendall(pbx, reply)
     return await agi.command(*words)
@@ -40,11 +40,11 @@ async def test_agi_replies_as_asterisk_writes_them(monkeypatch: pytest.MonkeyPat
     assert env["agi_network_script"] == "readings" and env["agi_callerid"] == "79161234567"
 
     reply = await _exchange(agi, pbx, b"200 result= (timeout)\n", "GET", "DATA", "x", "5000", "4")
-    assert (reply.result, reply.data) == ("", "timeout")  # type: ignore[attr-defined]
+    assert (reply.result, reply.data) == ("", "timeout")
     reply = await _exchange(agi, pbx, b"200 result=12*5 (timeout)\n", "GET", "DATA", "x", "5000", "9")
-    assert (reply.result, reply.data) == ("12*5", "timeout")  # type: ignore[attr-defined]
+    assert (reply.result, reply.data) == ("12*5", "timeout")
     reply = await _exchange(agi, pbx, b"200 result=1 (operator)\n", "GET", "VARIABLE", "IVR_RESULT")
-    assert (reply.result, reply.data) == ("1", "operator")  # type: ignore[attr-defined]
+    assert (reply.result, reply.data) == ("1", "operator")
 
     await loop.sock_sendall(pbx, b"200 result=42 endpos=3200\n")
     assert await agi.stream_file("x", "*") == "*"
@@ -105,7 +105,7 @@ def _run_session(data: bytes, limit: int) -> None:
         reader = asyncio.StreamReader(limit=limit)
         reader.feed_data(data)
         reader.feed_eof()
-        session = AgiSession(reader, _NullWriter())  # type: ignore[arg-type]
+        session = AgiSession(reader, _NullWriter())
         try:
             await session.read_env()
             for _ in range(5):
@@ -123,6 +123,12 @@ class _NullWriter:
         pass
 
     async def drain(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    async def wait_closed(self) -> None:
         pass
 
 

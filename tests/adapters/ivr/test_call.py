@@ -240,7 +240,8 @@ async def test_silence_after_the_verdict_says_goodbye(ivr: Ivr) -> None:
     assert "no_input" not in pbx.heard
 
 
-OPERATOR_FROM = {  # where the caller presses 0: keys, caller id, readings stored
+# where the caller presses 0: keys, caller id, readings stored
+OPERATOR_FROM: dict[str, tuple[list[str | None], str, int]] = {
     "main": (["0"], PHONE_1, 0),
     "account": (["1", *keys("0#")], STRANGER, 0),
     "meter": (["1", *keys("1000004#"), "0"], STRANGER, 0),
@@ -269,7 +270,8 @@ async def test_star_goes_back_a_level(ivr: Ivr) -> None:
 
 
 # A hang-up at each step: nothing half-stored before the caller confirms, nothing lost after.
-HANG_UP_AT = {  # step: keys pressed, the prompt being played when the caller hangs up, stored
+# step: keys pressed, the prompt being played when the caller hangs up, stored
+HANG_UP_AT: dict[str, tuple[list[str | None], str | None, int]] = {
     "greeting": (["1"], "welcome", 0),
     "menu": ([HANG], None, 0),
     "reading": (["1", HANG], None, 0),

@@ -327,7 +327,7 @@ async def test_tcp_faults_end_in_the_right_health_state(
 
 
 async def test_silent_meter_backs_off_without_stalling_its_neighbours(
-    db_url: str, tmp_path: Path, clock: FakeClock
+    db_url: str, tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     silent = meter("eastron_sdm120", 1, import_total=100, serial=11111111)
     ok = meter("eastron_sdm630", 2, import_total=200, serial=11111116)
@@ -362,7 +362,7 @@ async def test_silent_meter_backs_off_without_stalling_its_neighbours(
                 if len(waits) >= 4:
                     four_failures.set()
 
-            r.worker._failed = failed  # type: ignore[method-assign]
+            monkeypatch.setattr(r.worker, "_failed", failed)
             task = asyncio.create_task(r.worker.run())
             # Four failures take about 2.5 s (timeouts plus back-off); a loaded machine may
             # need longer, so wait for them rather than for a fixed time.

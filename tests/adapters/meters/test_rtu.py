@@ -109,7 +109,7 @@ async def test_rtu_faults_are_counted_per_meter(
 
 
 async def test_rtu_requests_are_sequential_with_the_silent_interval(
-    db_url: str, tmp_path: Path, clock: FakeClock
+    db_url: str, tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     events: list[tuple[float, bool]] = []
     with socat_pair(tmp_path) as (a, b, _):
@@ -120,7 +120,7 @@ async def test_rtu_requests_are_sequential_with_the_silent_interval(
             events.append((time.monotonic(), sending))
             return plain(sending, data)
 
-        sim._trace = trace  # type: ignore[method-assign]
+        monkeypatch.setattr(sim, "_trace", trace)
         await sim.start_rtu(b, baudrate=BAUD, stopbits=2)
         try:
             bus = rtu_bus(a, interval_seconds=0.05)

@@ -123,7 +123,7 @@ class Rig:
                         readings.c.verdict,
                     ).order_by(readings.c.id)
                 )
-                return [tuple(r) for r in found.all()]  # type: ignore[misc]
+                return [tuple(r) for r in found.all()]
         finally:
             await engine.dispose()
 
@@ -151,7 +151,7 @@ async def _listen(rig: Rig, ready: asyncio.Event) -> None:
         await client.subscribe(f"{rig.prefix}/replies/#", qos=1)
         ready.set()
         async for message in client.messages:
-            rig.replies.append((message.topic.value, orjson.loads(message.payload)))  # type: ignore[arg-type]
+            rig.replies.append((message.topic.value, orjson.loads(message.payload)))
 
 
 def _mqtt_settings(prefix: str, broker: tuple[str, int], **extra: object) -> dict[str, object]:
@@ -298,7 +298,9 @@ async def test_messages_published_while_the_gateway_is_down_arrive_after_it_star
     await eventually(async_value(lambda: len(rig.replies_for("M-1")) == 3))
 
 
-async def test_a_message_not_yet_committed_when_the_gateway_dies_comes_again(rig: Rig) -> None:
+async def test_a_message_not_yet_committed_when_the_gateway_dies_comes_again(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
     gateway = await rig.start()
     arrived = asyncio.Event()
 
@@ -307,7 +309,7 @@ async def test_a_message_not_yet_committed_when_the_gateway_dies_comes_again(rig
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
-    gateway.intake.submit_many = stuck  # type: ignore[method-assign,assignment]
+    monkeypatch.setattr(gateway.intake, "submit_many", stuck)
     await rig.publish(rig.topic("M-1"), {"id": "in-flight", "value": "321"})
     await asyncio.wait_for(arrived.wait(), 5)
     await rig.stop(gateway)
@@ -320,7 +322,9 @@ async def test_a_message_not_yet_committed_when_the_gateway_dies_comes_again(rig
     assert reply["id"] == "in-flight" and reply["duplicate"] is False
 
 
-async def test_a_store_failure_leaves_the_message_to_be_delivered_again(rig: Rig) -> None:
+async def test_a_store_failure_leaves_the_message_to_be_delivered_again(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
     gateway = await rig.start()
     real = gateway.intake.submit_many
     calls = 0
@@ -332,7 +336,7 @@ async def test_a_store_failure_leaves_the_message_to_be_delivered_again(rig: Rig
             raise ConnectionRefusedError("database is down")
         return await real(subs)
 
-    gateway.intake.submit_many = failing_once  # type: ignore[method-assign]
+    monkeypatch.setattr(gateway.intake, "submit_many", failing_once)
     await rig.publish(rig.topic("M-1"), {"id": "retry-me", "value": "55"})
     stored = await eventually(lambda: _rows_when(rig, 1))
     assert [v for _, v, *_ in stored] == ["55"] and calls == 2
@@ -350,40 +354,47 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class OwnBroker:
+    """A private mosquitto on a free port: calling it starts it (again, after it was killed)."""
+
+    def __init__(self, conf: Path, port: int) -> None:
+        self.conf = conf
+        self.port = port
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def __call__(self) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            ["mosquitto", "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        self.started.append(proc)
+        deadline = time.monotonic() + 5
+        while not _reachable("127.0.0.1", self.port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"private mosquitto on port {self.port} did not start")
+            time.sleep(0.05)
+        return proc
+
+
 @pytest.fixture
-def own_broker(tmp_path: Path, broker: tuple[str, int]) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+def own_broker(tmp_path: Path, broker: tuple[str, int]) -> Iterator[OwnBroker]:
     """Start a private mosquitto on a free port (callable again after it was killed)."""
     port = _free_port()
     conf = tmp_path / "mosquitto.conf"
     user = "user root\n" if os.geteuid() == 0 else ""
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{user}")
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start() -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(
-            ["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        started.append(proc)
-        deadline = time.monotonic() + 5
-        while not _reachable("127.0.0.1", port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"private mosquitto on port {port} did not start")
-            time.sleep(0.05)
-        return proc
-
-    start.port = port  # type: ignore[attr-defined]
+    start = OwnBroker(conf, port)
     yield start
-    for proc in started:
+    for proc in start.started:
         if proc.poll() is None:
             proc.terminate()
             proc.wait(5)
 
 
 async def test_the_subscriber_reconnects_when_the_broker_comes_back(
-    db_url: str, tmp_path: Path, clock: FakeClock, own_broker: Callable[[], subprocess.Popen[bytes]]
+    db_url: str, tmp_path: Path, clock: FakeClock, own_broker: OwnBroker
 ) -> None:
     proc = own_broker()
-    port: int = own_broker.port  # type: ignore[attr-defined]
+    port = own_broker.port
     prefix = f"mgtest/{uuid.uuid4().hex[:10]}"
     config = make_config(db_url, tmp_path, mqtt=_mqtt_settings(prefix, ("127.0.0.1", port)))
     rig = Rig(config, clock, prefix, ("127.0.0.1", port))
@@ -445,7 +456,7 @@ async def test_the_demo_takes_readings_over_mqtt_when_a_broker_answers(
             async with asyncio.timeout(10):
                 message = await anext(aiter(listener.messages))
         assert message.topic.value == f"{DEMO_MQTT_REPLIES}/E-45871234"
-        answer = orjson.loads(message.payload)  # type: ignore[arg-type]
+        answer = orjson.loads(message.payload)
         assert (answer["id"], answer["status"], answer["readings"][0]["value"]) == (
             item["id"],
             "accepted",

@@ -20,7 +20,7 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote_to_bytes
@@ -149,12 +149,17 @@ class KannelRig:
         values.update({("smsbox", k): v for k, v in self.smsbox_overrides.items()})
         self.conf.write_text(render_conf(template, values), encoding="utf-8")
 
-    def _spawn(self, name: str, command: list[str], **kw: object) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, name: str, command: list[str], stdin: int = subprocess.DEVNULL, stdout: int | None = None
+    ) -> subprocess.Popen[bytes]:
         log = open(self.dir / f"{name}.out", "ab")  # closed once the child has it
-        kw.setdefault("stdin", subprocess.DEVNULL)
         proc = subprocess.Popen(
-            command, stdout=kw.pop("stdout", log), stderr=subprocess.STDOUT, cwd=self.dir, **kw
-        )  # type: ignore[call-overload]
+            command,
+            stdin=stdin,
+            stdout=log if stdout is None else stdout,
+            stderr=subprocess.STDOUT,
+            cwd=self.dir,
+        )
         log.close()
         self.procs[name] = proc
         return proc
@@ -164,7 +169,7 @@ class KannelRig:
         with urllib.request.urlopen(url, timeout=2) as resp:
             return str(resp.read().decode("utf-8", errors="replace"))
 
-    def _wait(self, what: str, ready: object, timeout: float) -> None:
+    def _wait(self, what: str, ready: Callable[[], object], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for name, proc in self.procs.items():
@@ -173,7 +178,7 @@ class KannelRig:
                         f"{name} exited with {proc.returncode} while waiting for {what}\n{self.logs()}"
                     )
             try:
-                if ready():  # type: ignore[operator]
+                if ready():
                     return
             except OSError:
                 pass

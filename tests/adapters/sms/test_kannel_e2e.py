@@ -20,12 +20,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from sqlalchemy import func, insert, select
+from sqlalchemy import ColumnElement, Table, func, insert, select
 
-from adapters.reminders import ReminderJob
 from adapters.sms.kannel import KannelSendsms
 from adapters.sms.tables import sms_messages
 from gateway.model import Channel, Status, Submission
+from gateway.reminders import ReminderJob
 from gateway.service import Gateway
 from gateway.store.schema import accounts, inbound, phones, readings
 from tests.adapters.sms.kannel_rig import KannelRig, Received, kannel_binaries
@@ -78,7 +78,7 @@ class LossyProxy:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        return int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        return int(self._runner.addresses[0][1])
 
     async def stop(self) -> None:
         await self._runner.cleanup()
@@ -125,9 +125,9 @@ async def replies(w: World, phone: str, count: int = 1) -> list[Received]:
     return await asyncio.to_thread(w.kannel.wait_for, phone, count)
 
 
-async def count_rows(w: World, table: object, *where: object) -> int:
+async def count_rows(w: World, table: Table, *where: ColumnElement[bool]) -> int:
     async with w.gateway.engine.connect() as conn:
-        return int((await conn.execute(select(func.count()).select_from(table).where(*where))).scalar_one())  # type: ignore[arg-type]
+        return int((await conn.execute(select(func.count()).select_from(table).where(*where))).scalar_one())
 
 
 async def test_sms_round_trip_through_kannel(world: World) -> None:

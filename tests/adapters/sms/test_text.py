@@ -28,9 +28,11 @@ from adapters.sms.text import (
 from gateway.model import ReadingOut, Reason, Severity, Status, Verdict
 
 
-def accepted(*values: tuple[str, str], account: str = "1000002", receipt: int = 123, **kw: object) -> Verdict:
+def accepted(
+    *values: tuple[str, str], account: str = "1000002", receipt: int = 123, reasons: tuple[Reason, ...] = ()
+) -> Verdict:
     readings = tuple(ReadingOut(i, zone, Decimal(v)) for i, (zone, v) in enumerate(values, 1))
-    return Verdict(Status.ACCEPTED, kw.pop("reasons", ()), receipt, account, "M-2", "2026-11", readings)  # type: ignore[arg-type]
+    return Verdict(Status.ACCEPTED, reasons, receipt, account, "M-2", "2026-11", readings)
 
 
 def test_counting_follows_the_phone() -> None:

@@ -581,9 +581,9 @@ def test_the_configuration_names_what_is_missing() -> None:
 async def test_reminders_go_to_linked_chats_until_they_say_stop(chat: Chat) -> None:
     from datetime import UTC, datetime
 
-    from adapters.reminders import ReminderJob
     from adapters.telegram.channel import TelegramChannel
     from adapters.telegram.notifier import TelegramNotifier
+    from gateway.reminders import ReminderJob
 
     await chat.link(CHAT, "1000001")
     await chat.link(CHAT, "1000005")

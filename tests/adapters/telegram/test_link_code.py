@@ -18,12 +18,12 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
-from adapters.code_senders import VERIFIER
 from adapters.telegram.storage import TelegramStore
 from adapters.telegram.tables import telegram_links
 from adapters.telegram.texts import CODE_BUTTON
 from gateway.service import Gateway
 from gateway.store.schema_verification import signin_codes
+from gateway.verification import VERIFIER
 from tests.adapters.sms.kannel_rig import KannelRig, free_port
 from tests.adapters.telegram.fake_bot_api import FakeBotApi, message_update
 from tests.adapters.telegram.test_conversations import CHAT, OTHER, SECRET, Chat, telegram_config
@@ -31,7 +31,7 @@ from tests.adapters.telegram.test_conversations import fake as fake
 from tests.adapters.web.test_signin_limits import CODE as CABINET_CODE
 from tests.adapters.web.test_signin_limits import codes_in
 from tests.conftest import FakeClock
-from tests.test_held_lifecycle import sendsms
+from tests.gateway.test_held_lifecycle import sendsms
 
 __all__ = ["fake", "sendsms"]  # the fixtures, used by name
 

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.web.charts import bar_chart, nice_ceiling
 from adapters.web.config import OperatorUser
 from adapters.web.tables import web_sessions
-from gateway import accounts
+from gateway import account_views
 from gateway.config import ConfigError, RuleThresholds, load_config
 from gateway.model import Channel, RuleGroup, Status, Submission
 from gateway.service import Gateway
@@ -390,25 +390,25 @@ def test_expected_range_follows_the_band_or_the_meter_power() -> None:
     last = datetime(2026, 10, 15, tzinfo=UTC)
     state = ZoneState(Decimal(1300), last, total_kwh=Decimal(300), total_days=Decimal(30))
     now = datetime(2026, 11, 14, tzinfo=UTC)  # 30 days: 300 kWh expected, +60 % / -30 %
-    assert accounts.expected_next(meter, "T", state, now, RuleGroup.RESIDENTS, limits) == (
+    assert account_views.expected_next(meter, "T", state, now, RuleGroup.RESIDENTS, limits) == (
         Decimal(1510),
         Decimal(1780),
         "band",
     )
     young = ZoneState(Decimal(1300), last, total_kwh=Decimal(10), total_days=Decimal(1))
     one_day = datetime(2026, 10, 16, tzinfo=UTC)  # 24 h at 10 kW, +1 kWh for rounding
-    assert accounts.expected_next(meter, "T", young, one_day, RuleGroup.RESIDENTS, limits) == (
+    assert account_views.expected_next(meter, "T", young, one_day, RuleGroup.RESIDENTS, limits) == (
         Decimal(1300),
         Decimal(1541),
         "power",
     )
     near_top = ZoneState(Decimal(99990), last)
-    assert accounts.expected_next(meter, "T", near_top, one_day, RuleGroup.RESIDENTS, limits) == (
+    assert account_views.expected_next(meter, "T", near_top, one_day, RuleGroup.RESIDENTS, limits) == (
         Decimal(99990),
         Decimal(99999),
         "power",
     )
-    assert accounts.expected_next(meter, "T", ZoneState(), now, RuleGroup.RESIDENTS, limits) is None
+    assert account_views.expected_next(meter, "T", ZoneState(), now, RuleGroup.RESIDENTS, limits) is None
 
 
 async def test_monthly_consumption_and_search(
@@ -419,22 +419,23 @@ async def test_monthly_consumption_and_search(
         await w.seed_history("1000002", {"T1": "999000", "T2": "500"}, {"T1": "999500", "T2": "600"})
         w.clock.now = datetime(2026, 11, 15, 9, tzinfo=UTC)
         assert (await w.submit("1000002", {"T1": "100", "T2": "700"})).status is Status.ACCEPTED  # rollover
-        uses = await accounts.monthly_consumption(engine, "1000002")
+        uses = await account_views.monthly_consumption(engine, "1000002")
         assert [(u.period, u.zone, u.kwh) for u in uses] == [
             ("2026-10", "T1", Decimal(500)),
             ("2026-10", "T2", Decimal(100)),
             ("2026-11", "T1", Decimal(600)),
             ("2026-11", "T2", Decimal(100)),
         ]
-        assert [a.number for a in await accounts.find_accounts(engine, "1000003")] == ["1000003"]
-        assert [a.number for a in await accounts.find_accounts(engine, "8 (903) 111-22-33")] == [
+        assert [a.number for a in await account_views.find_accounts(engine, "1000003")] == ["1000003"]
+        assert [a.number for a in await account_views.find_accounts(engine, "8 (903) 111-22-33")] == [
             "1000003",
             "1000005",
         ]
-        assert [a.number for a in await accounts.find_accounts(engine, "2233")] == ["1000003", "1000005"]
-        assert [a.number for a in await accounts.find_accounts(engine, "ленина 1-2")] == ["1000002"]
-        assert [a.number for a in await accounts.find_accounts(engine, "Ленина 1-%")] == []  # no wildcards
-        assert await accounts.find_accounts(engine, "   ") == []
+        assert [a.number for a in await account_views.find_accounts(engine, "2233")] == ["1000003", "1000005"]
+        assert [a.number for a in await account_views.find_accounts(engine, "ленина 1-2")] == ["1000002"]
+        # no wildcards
+        assert [a.number for a in await account_views.find_accounts(engine, "Ленина 1-%")] == []
+        assert await account_views.find_accounts(engine, "   ") == []
     finally:
         await w.close()
 

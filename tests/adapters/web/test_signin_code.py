@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from sqlalchemy import select
 
-from gateway import accounts
+from gateway import account_views
 from gateway.privacy import mask_phone, mask_phones_in
 from gateway.service import Gateway
 from gateway.store.schema_verification import signin_codes
@@ -203,7 +203,7 @@ async def test_masked_phones_show_no_digit_of_the_factor(
     assert mask_phones_in("reply to +7 916 123-45-67 sent") == "reply to +7 9** ***-**-** sent"
     web = await start_web(db_url, tmp_path, clock)
     try:
-        view = (await accounts.find_accounts(web.engine, "1000003"))[0]
-        assert accounts.masked_phones(view) == "+7 9** ***-**-**, +7 9** ***-**-**"
+        view = (await account_views.find_accounts(web.engine, "1000003"))[0]
+        assert account_views.masked_phones(view) == "+7 9** ***-**-**, +7 9** ***-**-**"
     finally:
         await web.close()

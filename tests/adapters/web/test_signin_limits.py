@@ -22,10 +22,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.code_senders import VERIFIER
 from adapters.telegram.tables import telegram_link_attempts, telegram_links
 from gateway.service import Gateway
 from gateway.store.schema_verification import signin_attempts
+from gateway.verification import VERIFIER
 from tests.adapters.telegram.fake_bot_api import FakeBotApi, message_update
 from tests.adapters.telegram.test_conversations import CHAT, telegram_config
 from tests.adapters.web.test_cabinet import OPERATOR_PASSWORD, Web, start_web

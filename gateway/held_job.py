@@ -1,7 +1,7 @@
 """The held-readings job: no reading waits forever, and residents hear what became of theirs.
 
-A background task of every `meter-gateway run` (gateway/service.py supervises it). Every
-`[held] check_seconds` it:
+A core job of every `meter-gateway run` (gateway/service.py's CORE_JOBS; the policy's times are
+gateway/held_lifecycle.py's). Every `[held] check_seconds` it:
 
 1. expires readings still held when their period closed (gateway/held.py `expire`: rejected,
    reason "expired", an "expired" notice written with it);
@@ -11,16 +11,19 @@ A background task of every `meter-gateway run` (gateway/service.py supervises it
 4. splits every new notice of the `notices` outbox (gateway/store/schema_held.py) into one row
    per channel and recipient, and sends those, each claimed first so it goes once.
 
-Who is told, and how:
+Who is told, and how: through the doors registered in `host.notifiers` (gateway/notify.py),
+each naming its recipients of a reading (`Notifier.recipients`).
 * "confirm_reminder" and "expired": through the reading's own channel: the Telegram chats linked
   to the account, the registered phone the SMS came from (Kannel sendsms), the cabinet (nothing
   sent: the page shows it). Readings taken by an operator, by telephone or by a device have no
   such channel: they are escalated and expire without a message.
-* "committed" (billing's commit of a reading a person sent, not of a meter's own): the account's
-  linked Telegram chats and the cabinet (its history shows when billing took each reading)
-  always; by SMS to the phone an SMS reading came from only when `[sms] billing_notices` is on.
-SMS goes only 10:00-21:00 in the resident's time zone and never on a public holiday (as the
-reminders of adapters/reminders.py); a notice outside those hours waits for the next run inside.
+* "committed" (billing's commit of a reading a person sent, not of a meter's own): through the
+  doors that tell it (`Notifier.billing_notices`: the account's linked Telegram chats always; by
+  SMS to the phone an SMS reading came from only when `[sms] billing_notices` is on) and the
+  cabinet (its history shows when billing took each reading).
+A door that is not `any_hour` (SMS) sends only 10:00-21:00 in the resident's time zone and never
+on a public holiday (as the reminders of gateway/reminders.py); a notice outside those hours
+waits for the next run inside; Telegram sends at any hour.
 """
 
 from __future__ import annotations
@@ -31,18 +34,13 @@ import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from adapters.reminders import END_HOUR, GIVE_UP_AFTER, START_HOUR, JobStatus, SendFailed, account_zones
-from adapters.sms.kannel import KannelSendsms
-from adapters.sms.tables import sender_key, sms_messages
-from adapters.telegram.keys import TELEGRAM
-from adapters.telegram.tables import telegram_links
 from gateway import held
 from gateway.calendar import WorkCalendar
 from gateway.config import Config
@@ -50,13 +48,15 @@ from gateway.held_lifecycle import HeldReceipt, escalate_at, held_receipts, peri
 from gateway.intake import Clock
 from gateway.metrics import Metrics
 from gateway.model import Channel, Status
+from gateway.notify import Notifiers, Reading, SendFailed
 from gateway.privacy import mask_phones_in
-from gateway.store.schema import accounts, phones, readings
+from gateway.reminders import END_HOUR, GIVE_UP_AFTER, START_HOUR, JobStatus, account_zones
+from gateway.store.schema import accounts, readings
 from gateway.store.schema_held import FANOUT, notices
 from gateway.validation.explain import num, period_ru
 
 if TYPE_CHECKING:
-    from gateway.service import Gateway
+    from gateway.host import Host
 
 log = logging.getLogger(__name__)
 
@@ -65,35 +65,16 @@ MAX_ATTEMPTS = 5  # a notice that surely did not go is retried on later runs thi
 CABINET = "cabinet"  # shown on the cabinet's pages: recorded, nothing to send
 
 
-class Sender(Protocol):
-    """A channel that can tell a resident something (SMS through Kannel, a Telegram chat)."""
-
-    async def send(self, recipient: str, text: str, confirm_receipt: int | None) -> None:
-        """Send one message; raise SendFailed when it did not (surely) go."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class Receipt:
-    """What a notice needs to know about its reading."""
-
-    receipt: int
-    account_id: int
-    account: str
-    channel: str
-    period: str
-    verdict: str
-    values: dict[str, Decimal]
-    committed: bool  # every zone
-
-
 @dataclass
 class HeldJob:
+    """Expires, escalates and reminds held readings; sends the notices of the `notices` outbox
+    through the registered doors."""
+
     engine: AsyncEngine
     config: Config
     calendar: WorkCalendar
     clock: Clock
-    senders: dict[str, Sender]  # "sms", "telegram"
+    senders: Notifiers  # the doors that reach residents (`host.notifiers`)
     metrics: Metrics | None = None
     status: JobStatus = field(default_factory=JobStatus)
     _calendars: dict[str, WorkCalendar] = field(default_factory=dict)
@@ -169,7 +150,7 @@ class HeldJob:
     async def _split_rows(self, fresh: list[Any], now: datetime) -> None:
         for row in fresh:
             async with self.engine.begin() as conn:
-                info = await _receipt(conn, row.receipt)
+                info = await _reading(conn, row.receipt)
                 if info is not None and row.kind == "committed" and not info.committed:
                     continue  # another zone of it is still in a batch: told when all are
                 targets = [] if info is None else await self._recipients(conn, row.kind, info)
@@ -195,23 +176,13 @@ class HeldJob:
                     .values(done_at=now, outcome="split" if targets else "dropped")
                 )
 
-    async def _recipients(self, conn: AsyncConnection, kind: str, info: Receipt) -> list[tuple[str, str]]:
-        channel = info.channel
+    async def _recipients(self, conn: AsyncConnection, kind: str, info: Reading) -> list[tuple[str, str]]:
+        """Whom to tell: of "committed", every door that tells it; of the others, the reading's own."""
         out: list[tuple[str, str]] = []
-        telegram = "telegram" in self.senders and (kind == "committed" or channel == Channel.TELEGRAM.value)
-        if telegram:
-            chats = await conn.execute(
-                select(telegram_links.c.chat_id)
-                .where(telegram_links.c.account_id == info.account_id)
-                .order_by(telegram_links.c.chat_id)
-            )
-            out += [("telegram", str(c)) for c in chats.scalars()]
-        sms = "sms" in self.senders and channel == Channel.SMS.value
-        if sms and (kind != "committed" or self.config.sms.billing_notices):
-            phone = await _sms_sender(conn, info)
-            if phone:
-                out.append(("sms", phone))
-        if channel == Channel.CABINET.value:  # (every reading's history shows when billing took it)
+        for door in self.senders.doors:
+            if door.billing_notices if kind == "committed" else door.channel == info.channel:
+                out += [(door.channel, r) for r in await door.recipients(conn, info)]
+        if info.channel == Channel.CABINET.value:  # (every reading's history shows when billing took it)
             out.append((CABINET, ""))
         return out
 
@@ -249,22 +220,23 @@ class HeldJob:
             if sender is None or failures.get(row.channel, 0) >= GIVE_UP_AFTER:
                 continue  # the channel is off, or down in this run
             async with self.engine.connect() as conn:
-                info = await _receipt(conn, row.receipt)
+                info = await _reading(conn, row.receipt)
                 zone = (await account_zones(conn, [info.account_id])).get(info.account_id) if info else None
             if info is None or (row.kind == "confirm_reminder" and info.verdict != Status.NEEDS_CONFIRMATION):
                 await self._finish(row.id, "dropped", None)  # decided meanwhile: nothing to remind of
                 self._count(row.kind, row.channel, "dropped")
                 continue
-            if row.channel == "sms" and not self._notice_hours(zone):
+            if not sender.any_hour and not self._notice_hours(zone):
                 continue  # a later run sends it, once it is daytime there
             if not await self._claim(row.id):
                 continue  # another gateway process has it
             try:
-                await sender.send(
-                    row.recipient,
-                    _text(row.kind, row.channel, info),
-                    info.receipt if row.kind == "confirm_reminder" else None,
-                )
+                if row.kind == "confirm_reminder":
+                    await sender.send(
+                        row.recipient, sender.confirm_text(_values(info), info.account), info.receipt
+                    )
+                else:
+                    await sender.send(row.recipient, _text(row.kind, info))
             except SendFailed as exc:
                 failures[row.channel] = failures.get(row.channel, 0) + 1
                 error = mask_phones_in(str(exc))[:500]
@@ -348,7 +320,7 @@ def _insert_ignore(conn: AsyncConnection) -> Any:
     return dialect.insert(notices).on_conflict_do_nothing()
 
 
-async def _receipt(conn: AsyncConnection, receipt: int) -> Receipt | None:
+async def _reading(conn: AsyncConnection, receipt: int) -> Reading | None:
     rows = (
         await conn.execute(
             select(
@@ -369,7 +341,7 @@ async def _receipt(conn: AsyncConnection, receipt: int) -> Receipt | None:
     if not rows:
         return None
     first = rows[0]
-    return Receipt(
+    return Reading(
         receipt=receipt,
         account_id=first.account_id,
         account=first.number,
@@ -381,102 +353,39 @@ async def _receipt(conn: AsyncConnection, receipt: int) -> Receipt | None:
     )
 
 
-async def _sms_sender(conn: AsyncConnection, info: Receipt) -> str | None:
-    """The registered phone of the account the SMS reading came from (the SMS log keeps only a
-    keyed hash of it); None for a sender not registered for the account."""
-    key = (
-        await conn.execute(
-            select(func.min(sms_messages.c.sender_key)).where(sms_messages.c.receipt == info.receipt)
-        )
-    ).scalar_one_or_none()
-    if key is None:
-        return None
-    registered = await conn.execute(select(phones.c.phone).where(phones.c.account_id == info.account_id))
-    return next((p for p in registered.scalars() if sender_key(p) == key), None)
-
-
-def _values(info: Receipt) -> str:
+def _values(info: Reading) -> str:
     if list(info.values) == ["T"]:
         return num(info.values["T"])
     return ", ".join(f"{zone} {num(value)}" for zone, value in sorted(info.values.items()))
 
 
-def _text(kind: str, channel: str, info: Receipt) -> str:
-    """The notice as the resident reads it (one SMS part where it goes by SMS)."""
+def _text(kind: str, info: Reading) -> str:
+    """A notice every door words alike ("committed", "expired"; one SMS part where it goes by SMS)."""
     month = period_ru(info.period)
     if kind == "committed":
         return f"Показания за {month} переданы в расчёт: л/с {info.account}, {_values(info)}, квитанция № {info.receipt}."
-    if kind == "expired":
-        return (
-            f"Показания {_values(info)} (л/с {info.account}) за {month} не учтены: их не подтвердили "
-            "до закрытия приёма."
-        )
-    if channel == "sms":
-        return f"Показания {_values(info)} (л/с {info.account}) ждут подтверждения. Если верно, ответьте ДА."
     return (
-        f"Напоминаем: показания {_values(info)} (л/с {info.account}) ждут вашего подтверждения. "
-        "Если всё верно, нажмите «Подтвердить»; если ошиблись — «Исправить»."
+        f"Показания {_values(info)} (л/с {info.account}) за {month} не учтены: их не подтвердили "
+        "до закрытия приёма."
     )
 
 
-# -- wiring -----------------------------------------------------------------------------------
+_JOBS: weakref.WeakKeyDictionary[Host, HeldJob] = weakref.WeakKeyDictionary()
 
 
-class SmsSender:
-    """Notices by SMS through Kannel's sendsms (`[sms] sendsms_url`)."""
-
-    def __init__(self, config: Config) -> None:
-        self.inner = KannelSendsms(config.sms)
-
-    async def send(self, recipient: str, text: str, confirm_receipt: int | None) -> None:
-        await self.inner.send(recipient, text)
-
-    async def close(self) -> None:
-        await self.inner.close()
-
-
-def senders_of(gateway: Gateway, app: web.Application) -> dict[str, Sender]:
-    """The channels this gateway can tell residents through."""
-    out: dict[str, Sender] = {}
-    if gateway.config.sms.sendsms_url:
-        out["sms"] = SmsSender(gateway.config)
-    tg = app.get(TELEGRAM)
-    if tg is not None:
-        from adapters.telegram.notifier import TelegramSender  # aiogram: only with the bot on
-
-        out["telegram"] = TelegramSender(tg)
-    return out
-
-
-_JOBS: weakref.WeakKeyDictionary[Gateway, HeldJob] = weakref.WeakKeyDictionary()
-
-
-def held_job(gateway: Gateway) -> HeldJob:
+def held_job(host: Host) -> HeldJob:
     """The gateway's held-readings job (tests run its passes themselves on a controlled clock)."""
-    return _JOBS[gateway]
+    return _JOBS[host]
 
 
-def install(gateway: Gateway, app: web.Application) -> None:
+def install(host: Host, app: web.Application) -> None:
     """Run the held-readings job as a background task of every gateway."""
-    senders: dict[str, Sender] = {}
-    job = _JOBS[gateway] = HeldJob(
-        gateway.engine, gateway.config, gateway.calendar, gateway.clock, senders, gateway.metrics
+    job = _JOBS[host] = HeldJob(
+        host.engine, host.config, host.calendar, host.clock, host.notifiers, host.metrics
     )
 
-    async def find_senders(_app: web.Application) -> None:
-        # On start-up, not now: the doors are installed in no particular order, and the
-        # Telegram bot this job tells residents through may not be installed yet.
-        senders.update(senders_of(gateway, app))
+    async def held_readings(host: Host) -> None:
+        await job.run_forever(host.config.held.check_seconds)
 
-    app.on_startup.append(find_senders)
-
-    async def held_readings(gw: Gateway) -> None:
-        try:
-            await job.run_forever(gw.config.held.check_seconds)
-        finally:
-            for sender in senders.values():
-                if isinstance(sender, SmsSender):
-                    await sender.close()
-
-    gateway.background.append(held_readings)
-    gateway.health_probes["held"] = job.status.probe
+    host.background.append(held_readings)
+    host.health_probes["held"] = job.status.probe

@@ -4,7 +4,7 @@ holidays, never twice, never to someone who already submitted or answered "ст�
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -15,14 +15,15 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.reminders import DueReminder, ReminderJob, SendFailed, due_reminder
 from adapters.sms.kannel import KannelSendsms
 from adapters.sms.tables import opt_out
 from gateway.calendar import WorkCalendar
 from gateway.config import Config
 from gateway.intake import Intake
 from gateway.model import Channel, Status, Submission
+from gateway.notify import DueReminder, SendFailed
 from gateway.registry import import_registry
+from gateway.reminders import ReminderJob, due_reminder
 from gateway.service import Gateway
 from gateway.store.schema_reminders import reminder_log
 from tests.conftest import FakeClock, make_config
@@ -56,12 +57,14 @@ def test_last_day_moves_before_a_holiday(tmp_path: Path) -> None:
     override = tmp_path / "holidays.toml"
     override.write_text('holidays = ["2026-11-25"]\n', encoding="utf-8")
     calendar = WorkCalendar("Europe/Moscow", override)
-    assert due_reminder(calendar, 15, 26, at(24, 12)).kind == "last_day"  # type: ignore[union-attr]
+    due = due_reminder(calendar, 15, 26, at(24, 12))
+    assert due is not None and due.kind == "last_day"
     assert due_reminder(calendar, 15, 26, at(25, 12)) is None
     # A window of 1-9 January: 1-8 are public holidays, so the 9th is its only (and last) day.
     new_year = WorkCalendar("Europe/Moscow")
     assert not new_year.quiet_hours_ok(datetime(2027, 1, 3, 9, tzinfo=UTC))
-    assert due_reminder(new_year, 1, 10, datetime(2027, 1, 9, 9, tzinfo=UTC)).kind == "last_day"  # type: ignore[union-attr]
+    due = due_reminder(new_year, 1, 10, datetime(2027, 1, 9, 9, tzinfo=UTC))
+    assert due is not None and due.kind == "last_day"
 
 
 class FakeNotifier:
@@ -74,7 +77,7 @@ class FakeNotifier:
         self.fail: SendFailed | None = None
         self.inner = KannelSendsms(Config().sms)
 
-    async def contacts(self, engine: AsyncEngine, accounts: dict[int, str]) -> dict[str, list[int]]:
+    async def contacts(self, engine: AsyncEngine, accounts: Mapping[int, str]) -> dict[str, list[int]]:
         return await self.inner.contacts(engine, accounts)
 
     def text(self, due: DueReminder, account_numbers: list[str]) -> str:
@@ -256,7 +259,7 @@ async def fake_sendsms() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     yield f"http://127.0.0.1:{port}/cgi-bin/sendsms?username=gw&password=pw&from=7377", got
     await runner.cleanup()
 

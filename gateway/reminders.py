@@ -1,7 +1,9 @@
 """Reminders to submit readings: at the start of the acceptance window and on its last day.
 
-A background job of the gateway (installed when some channel registered a notifier; SMS does
-when `[sms] sendsms_url` is set). Every `[sms] reminder_check_seconds` it asks:
+A core job of the gateway (gateway/service.py's CORE_JOBS), sending through the doors registered
+in `host.notifiers` that take reminders (gateway/notify.py: SMS when `[sms] sendsms_url` is set
+and `[sms] reminders` is on; Telegram when `[telegram] reminders` is). Every `[sms]
+reminder_check_seconds` it asks:
 
 * Is it a sending hour? Only 10:00-21:00 in the resident's time zone (the account's `timezone`
   from the registry, else `[calendar] timezone`, the branch's zone) and never on a public holiday
@@ -11,26 +13,22 @@ when `[sms] sendsms_url` is set). Every `[sms] reminder_check_seconds` it asks:
   is allowed (or, after an outage, on the next one); "last_day" on the window's last day, or on
   the last day before it that is not a public holiday.
 * To whom? Accounts with an active meter that has no reading of this period yet (a rejected
-  reading does not count; one from any channel or device does), through each notifier's
-  contacts for them (SMS: the registry's phones, less those that answered "стоп").
+  reading does not count; one from any channel or device does), through each door's contacts
+  for them (SMS: the registry's phones, less those that answered "стоп").
 
 Each reminder (channel, recipient, period, kind) is claimed in `reminder_log` before it is sent,
 so it never goes twice, whichever gateway process gets there first; a claim whose sending
 surely failed is given back and retried on a later run. A recipient with several accounts gets
-one message naming them all.
-
-A channel plugs in with `add_notifier(app, notifier)` from its `install()`; a notifier has a
-`channel` name, `contacts()`, `text()`, `send()` and `close()` (the `Notifier` protocol).
+one message naming them all, in the door's words (`Reminds.text`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from sqlalchemy import select
@@ -39,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from gateway.calendar import WorkCalendar, billing_period, period_window
 from gateway.config import Config
 from gateway.intake import Clock
+from gateway.notify import DueReminder, Reminds, SendFailed
 from gateway.privacy import mask_phones_in
 from gateway.store.schema import accounts
 from gateway.store.schema_reminders import (
@@ -50,50 +49,12 @@ from gateway.store.schema_reminders import (
 )
 
 if TYPE_CHECKING:
-    from gateway.service import Gateway
+    from gateway.host import Host
 
 log = logging.getLogger(__name__)
 
 START_HOUR, END_HOUR = 10, 21  # local sending hours, [10:00, 21:00)
 GIVE_UP_AFTER = 3  # consecutive failures of one channel in a run: it is down, try next run
-
-
-@dataclass(frozen=True, slots=True)
-class DueReminder:
-    """The reminder due today."""
-
-    period: str  # "YYYY-MM"
-    kind: str  # "window_start" | "last_day"
-    window_end: date  # the last day readings of `period` are taken
-    today: date  # local
-
-
-class SendFailed(Exception):
-    """A notifier could not hand the message over."""
-
-    def __init__(self, message: str, surely_not_sent: bool) -> None:
-        super().__init__(message)
-        self.surely_not_sent = surely_not_sent  # False when it may have gone (timeout after sending)
-
-
-class Notifier(Protocol):
-    """A channel that can remind residents (SMS through Kannel; Telegram may follow)."""
-
-    channel: str  # stored in reminder_log: "sms", "telegram"
-
-    async def contacts(self, engine: AsyncEngine, accounts: Mapping[int, str]) -> dict[str, list[int]]:
-        """Recipients for these accounts (id -> number): recipient -> the account ids it stands for."""
-        ...
-
-    def text(self, due: DueReminder, account_numbers: list[str]) -> str:
-        """The reminder's text for one recipient."""
-        ...
-
-    async def send(self, recipient: str, text: str) -> None:
-        """Send one message; raise SendFailed when it did not (surely) go."""
-        ...
-
-    async def close(self) -> None: ...
 
 
 def due_reminder(
@@ -137,13 +98,14 @@ class JobStatus:
 
 @dataclass
 class ReminderJob:
-    """Sends the reminders that are due, through every registered notifier."""
+    """Sends the reminders that are due, through every door given (those of `host.notifiers`
+    that take reminders)."""
 
     engine: AsyncEngine
     config: Config
     calendar: WorkCalendar
     clock: Clock
-    notifiers: list[Notifier]
+    notifiers: list[Reminds]
     status: JobStatus = field(default_factory=JobStatus)
 
     zones: dict[int, str] = field(default_factory=dict)  # account id -> its own time zone, if any
@@ -178,7 +140,7 @@ class ReminderJob:
                 sent += await self._run_channel(notifier, due, missing)
         return sent
 
-    async def _run_channel(self, notifier: Notifier, due: DueReminder, missing: dict[int, str]) -> int:
+    async def _run_channel(self, notifier: Reminds, due: DueReminder, missing: dict[int, str]) -> int:
         contacts = await notifier.contacts(self.engine, missing)
         async with self.engine.connect() as conn:
             done = await reminded(conn, notifier.channel, due.period, due.kind)
@@ -232,10 +194,6 @@ class ReminderJob:
                 log.exception("reminder run failed")
             await asyncio.sleep(every_seconds)
 
-    async def close(self) -> None:
-        for notifier in self.notifiers:
-            await notifier.close()
-
 
 async def account_zones(conn: AsyncConnection, account_ids: list[int]) -> dict[int, str]:
     """The accounts among `account_ids` whose registry row names a time zone of their own."""
@@ -249,27 +207,18 @@ async def account_zones(conn: AsyncConnection, account_ids: list[int]) -> dict[i
     return {r.id: r.timezone for r in rows}
 
 
-NOTIFIERS: web.AppKey[list[Notifier]] = web.AppKey("reminder_notifiers")
-
-
-def add_notifier(app: web.Application, notifier: Notifier) -> None:
-    """Register a channel's notifier with the reminder job (from that channel's install())."""
-    app.setdefault(NOTIFIERS, []).append(notifier)
-
-
-def install(gateway: Gateway, app: web.Application) -> None:
-    """Run the reminder job as a background task; it idles when no channel registered a notifier."""
-    notifiers = app.setdefault(NOTIFIERS, [])
+def install(host: Host, app: web.Application) -> None:
+    """Run the reminder job as a background task; it idles when no door takes reminders."""
     status = JobStatus()
 
-    async def reminders(gw: Gateway) -> None:
+    async def reminders(host: Host) -> None:
+        notifiers = host.notifiers.reminding()
         if not notifiers:
             return
-        job = ReminderJob(gw.engine, gw.config, gw.calendar, gw.clock, notifiers, status)
-        try:
-            await job.run_forever(gw.config.sms.reminder_check_seconds)
-        finally:
-            await job.close()
+        job = ReminderJob(host.engine, host.config, host.calendar, host.clock, list(notifiers), status)
+        await job.run_forever(host.notifiers.reminder_check_seconds)
 
-    gateway.background.append(reminders)
-    gateway.health_probes["reminders"] = lambda: status.probe() if notifiers else {"status": "disabled"}
+    host.background.append(reminders)
+    host.health_probes["reminders"] = lambda: (
+        status.probe() if host.notifiers.reminding() else {"status": "disabled"}
+    )
