@@ -84,6 +84,7 @@ class WorkCalendar:
         self._extra_holidays: frozenset[date] = frozenset()
         self._extra_workdays: frozenset[date] = frozenset()
         self._override_file = override_file
+        self._zones: dict[str, WorkCalendar] = {}  # see in_zone
         if override_file is not None:
             self._extra_holidays, self._extra_workdays = _read_override_file(Path(override_file))
         self._federal_days_off: set[date] = set()
@@ -152,6 +153,16 @@ class WorkCalendar:
     def due_at(self, received_at: datetime, working_days: int = 1) -> datetime:
         """Return, in UTC, the local midnight ending the n-th working day after the local date of receipt."""
         return self._due_utc(self.local_date(received_at), working_days)
+
+    def in_zone(self, zone: str | None) -> WorkCalendar:
+        """This calendar (same holiday overrides) in `zone`, e.g. an account's own; itself for None
+        or its own zone. Made once per zone and kept."""
+        if not zone or zone == str(self.timezone):
+            return self
+        found = self._zones.get(zone)
+        if found is None:
+            found = self._zones[zone] = WorkCalendar(zone, self._override_file)
+        return found
 
     def quiet_hours_ok(self, moment: datetime, start_hour: int = 10, end_hour: int = 21) -> bool:
         """Return True if local time is in [start_hour:00, end_hour:00) and the local day is no public holiday."""

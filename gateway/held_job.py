@@ -28,7 +28,6 @@ waits for the next run inside; Telegram sends at any hour.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import weakref
 from dataclasses import dataclass, field
@@ -50,7 +49,7 @@ from gateway.metrics import Metrics
 from gateway.model import Channel, Status
 from gateway.notify import Notifiers, Reading, SendFailed
 from gateway.privacy import mask_phones_in
-from gateway.reminders import END_HOUR, GIVE_UP_AFTER, START_HOUR, JobStatus, account_zones
+from gateway.reminders import GIVE_UP_AFTER, JobStatus, account_zones, notice_hours, repeat
 from gateway.store.schema import accounts, readings
 from gateway.store.schema_held import FANOUT, notices
 from gateway.validation.explain import num, period_ru
@@ -77,7 +76,6 @@ class HeldJob:
     senders: Notifiers  # the doors that reach residents (`host.notifiers`)
     metrics: Metrics | None = None
     status: JobStatus = field(default_factory=JobStatus)
-    _calendars: dict[str, WorkCalendar] = field(default_factory=dict)
 
     async def run_once(self) -> dict[str, int]:
         """One pass; returns what it did: expired, escalated, reminded (queued), sent."""
@@ -226,7 +224,7 @@ class HeldJob:
                 await self._finish(row.id, "dropped", None)  # decided meanwhile: nothing to remind of
                 self._count(row.kind, row.channel, "dropped")
                 continue
-            if not sender.any_hour and not self._notice_hours(zone):
+            if not sender.any_hour and not notice_hours(self.calendar, zone, self.clock()):
                 continue  # a later run sends it, once it is daytime there
             if not await self._claim(row.id):
                 continue  # another gateway process has it
@@ -291,28 +289,12 @@ class HeldJob:
                 .values(done_at=self.clock(), outcome=outcome, error=error)
             )
 
-    def _notice_hours(self, zone: str | None) -> bool:
-        calendar = self.calendar
-        if zone and zone != str(self.calendar.timezone):
-            if zone not in self._calendars:
-                self._calendars[zone] = WorkCalendar(zone, self.config.calendar.holidays_override)
-            calendar = self._calendars[zone]
-        return calendar.quiet_hours_ok(self.clock(), START_HOUR, END_HOUR)
-
     def _count(self, kind: str, channel: str, outcome: str) -> None:
         if self.metrics is not None:
             self.metrics.notices.labels(kind, channel, outcome).inc()
 
     async def run_forever(self, every_seconds: float) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the database may be away for a while; try again later
-                self.status.last_error = type(exc).__name__
-                log.exception("held-readings run failed")
-            await asyncio.sleep(every_seconds)
+        await repeat(self.run_once, every_seconds, self.status, "held-readings")
 
 
 def _insert_ignore(conn: AsyncConnection) -> Any:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -77,6 +78,28 @@ def due_reminder(
     return DueReminder(period, kind, end, today)
 
 
+def notice_hours(calendar: WorkCalendar, zone: str | None, now: datetime) -> bool:
+    """May an SMS or phone notice go now: 10:00-21:00 and not a public holiday, in `zone` (an
+    account's own) or the retailer's."""
+    return calendar.in_zone(zone).quiet_hours_ok(now, START_HOUR, END_HOUR)
+
+
+async def repeat(
+    run_once: Callable[[], Awaitable[object]], every_seconds: float, status: JobStatus, what: str
+) -> None:
+    """Run a job's pass every `every_seconds` until cancelled; a failed pass is logged and shown
+    on /healthz, and the next one tries again (the database may be away for a while)."""
+    while True:
+        try:
+            await run_once()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            status.last_error = type(exc).__name__
+            log.exception("%s run failed", what)
+        await asyncio.sleep(every_seconds)
+
+
 @dataclass
 class JobStatus:
     """What /healthz tells about the reminder job."""
@@ -109,16 +132,9 @@ class ReminderJob:
     status: JobStatus = field(default_factory=JobStatus)
 
     zones: dict[int, str] = field(default_factory=dict)  # account id -> its own time zone, if any
-    _calendars: dict[str, WorkCalendar] = field(default_factory=dict)
 
     def _sending_hours(self, zone: str | None = None) -> bool:
-        """Within 10:00-21:00 and not a public holiday, in `zone` (default: the branch's)."""
-        calendar = self.calendar
-        if zone and zone != str(self.calendar.timezone):
-            if zone not in self._calendars:
-                self._calendars[zone] = WorkCalendar(zone, self.config.calendar.holidays_override)
-            calendar = self._calendars[zone]
-        return calendar.quiet_hours_ok(self.clock(), START_HOUR, END_HOUR)
+        return notice_hours(self.calendar, zone, self.clock())
 
     async def run_once(self) -> int:
         """One pass: send what is due now; returns how many reminders went out."""
@@ -183,16 +199,7 @@ class ReminderJob:
         return sent
 
     async def run_forever(self, every_seconds: float) -> None:
-        """Run a pass every `every_seconds` until cancelled."""
-        while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the database may be away for a while; try again later
-                self.status.last_error = type(exc).__name__
-                log.exception("reminder run failed")
-            await asyncio.sleep(every_seconds)
+        await repeat(self.run_once, every_seconds, self.status, "reminder")
 
 
 async def account_zones(conn: AsyncConnection, account_ids: list[int]) -> dict[int, str]:

@@ -350,3 +350,16 @@ def test_add_working_days_lands_on_the_nth_working_day(day: date, n: int) -> Non
 
 
 _shared_cal = WorkCalendar()
+
+
+def test_a_calendar_in_another_zone_keeps_the_overrides_and_is_made_once(tmp_path: Path) -> None:
+    override = tmp_path / "holidays.toml"
+    override.write_text('holidays = ["2026-12-07"]\n', encoding="utf-8")
+    moscow = WorkCalendar("Europe/Moscow", override)
+    assert moscow.in_zone(None) is moscow and moscow.in_zone("Europe/Moscow") is moscow
+    vladivostok = moscow.in_zone("Asia/Vladivostok")
+    assert vladivostok is moscow.in_zone("Asia/Vladivostok")
+    # 11:00 in Vladivostok on the overridden holiday is no time for a notice there, 04:00 in Moscow neither
+    moment = datetime(2026, 12, 7, 1, 0, tzinfo=UTC)
+    assert not vladivostok.quiet_hours_ok(moment)
+    assert vladivostok.quiet_hours_ok(datetime(2026, 12, 8, 1, 0, tzinfo=UTC))  # 11:00 there, a Tuesday
