@@ -178,7 +178,7 @@ class PrivacyConfig(Section):
 
 
 class OpsConfig(Section):
-    """`[ops]`: who may read `/metrics` and the details of `/healthz` (adapters/ops_http.py)."""
+    """`[ops]`: who may read `/metrics` and the details of `/healthz` (adapters/ops/http.py)."""
 
     token: str = ""  # set: both need `Authorization: Bearer <token>`; plain /healthz stays open
 

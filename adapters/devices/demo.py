@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters.devices.config import DevicesConfig
+from adapters.device_items.config import DevicesConfig
 from gateway.plugins import DemoPart
 
 DEMO_DEVICE_TOKEN = "demo-device-token"

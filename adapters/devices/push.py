@@ -14,8 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
-from adapters.device_items import ItemError, result_of, submission_from_item
-from adapters.devices.config import DevicesConfig
+from adapters.device_items.config import DevicesConfig
+from adapters.device_items.items import ItemError, result_of, submission_from_item
 from gateway.app_keys import CLOCK, CONFIG, INTAKE
 from gateway.bounds import CONTROL
 from gateway.config import Config

@@ -3,7 +3,7 @@
 With `[mqtt] enabled`, a background task connects to the broker (aiomqtt over paho-mqtt) with a
 fixed client id and a persistent session (`clean_session=False`), subscribes to `topics` with
 QoS 1 and decides every message through the intake exactly like `POST /api/v1/readings`
-(adapters/device_items.py), channel `mqtt`:
+(adapters/device_items/items.py), channel `mqtt`:
 
 - a payload is one item `{"id", "meter", "taken_at", "values"|"value", "account"?}`, a list of
   items or `{"readings": [...]}`; an item without `meter` takes it from the topic level that
@@ -43,8 +43,8 @@ import orjson
 from aiohttp import web
 from prometheus_client import Counter, Gauge
 
-from adapters.device_items import ItemError, result_of, submission_from_item
-from adapters.devices.config import DevicesConfig
+from adapters.device_items.config import DevicesConfig
+from adapters.device_items.items import ItemError, result_of, submission_from_item
 from adapters.mqtt.config import MqttConfig
 from gateway.model import Channel, Submission
 from gateway.privacy import mask_phones_in

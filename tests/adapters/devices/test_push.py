@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.devices.config import DevicesConfig
+from adapters.device_items.config import DevicesConfig
 from tests.conftest import BILLING_TOKEN, DEVICE_TOKEN, Running
 
 

@@ -1,0 +1,1 @@
+"""The operators' probes over HTTP: `/healthz` and `/metrics` (`http.py`, README "Metrics")."""
