@@ -36,8 +36,11 @@ def demo_config(config: Any) -> DemoPart:
         overrides={"mqtt": mqtt},
         hints=[
             f"MQTT on {mqtt.host}:{mqtt.port}, topics {', '.join(mqtt.topics)}; verdicts on {mqtt.reply_topic_prefix}/<meter>:",
-            f"  mosquitto_pub -h {mqtt.host} -p {mqtt.port} -q 1 -t meters/E-45871234/readings"
-            """ -m '{"id":"try-mqtt-1","value":"12346"}'""",
+            # A meter of its own (two-rate), not the one the device push and SMS examples use:
+            # the broker keeps a message published while the demo is down and delivers it at the
+            # next start, and readings of one meter must not go down.
+            f"  mosquitto_pub -h {mqtt.host} -p {mqtt.port} -q 1 -t meters/E-45871235/readings"
+            """ -m '{"id":"try-mqtt-1","values":{"T1":"5120","T2":"2310"}}'""",
             f"  mosquitto_sub -h {mqtt.host} -p {mqtt.port} -t '{mqtt.reply_topic_prefix}/#'",
         ],
     )

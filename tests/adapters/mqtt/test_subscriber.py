@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -450,18 +451,20 @@ async def test_the_demo_takes_readings_over_mqtt_when_a_broker_answers(
         await eventually(async_value(lambda: gateway.health_probes["mqtt"]()["connected"]))
         async with aiomqtt.Client(*broker, identifier=f"listener-{uuid.uuid4().hex[:8]}") as listener:
             await listener.subscribe(f"{DEMO_MQTT_REPLIES}/#", qos=1)
+            # Publish exactly what the demo prints (its mosquitto_pub line), with a fresh id.
+            line = next(line for part in parts for line in part.hints if "mosquitto_pub" in line)
+            words = shlex.split(line)
+            topic, item = words[words.index("-t") + 1], orjson.loads(words[words.index("-m") + 1])
+            item["id"] = f"try-mqtt-{uuid.uuid4().hex[:8]}"
             async with aiomqtt.Client(*broker, identifier=f"dev-{uuid.uuid4().hex[:8]}") as device:
-                item = {"id": f"try-mqtt-{uuid.uuid4().hex[:8]}", "value": "12346"}  # as the demo prints
-                await device.publish("meters/E-45871234/readings", orjson.dumps(item), qos=1)
+                await device.publish(topic, orjson.dumps(item), qos=1)
             async with asyncio.timeout(10):
                 message = await anext(aiter(listener.messages))
-        assert message.topic.value == f"{DEMO_MQTT_REPLIES}/E-45871234"
+        meter = topic.split("/")[1]
+        assert message.topic.value == f"{DEMO_MQTT_REPLIES}/{meter}"
         answer = orjson.loads(message.payload)
-        assert (answer["id"], answer["status"], answer["readings"][0]["value"]) == (
-            item["id"],
-            "accepted",
-            "12346",
-        )
+        assert (answer["id"], answer["status"]) == (item["id"], "accepted")
+        assert {r["zone"]: r["value"] for r in answer["readings"]} == item["values"]
     finally:
         await gateway.stop()
         await _forget_session(broker, client_id)
