@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint system-deps postgres bench clean
+.PHONY: demo test lint rules system-deps postgres bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,12 @@ lint: $(STAMP)
 	$(BIN)/mypy gateway adapters load_tests tests
 	$(BIN)/lint-imports
 
-test: system-deps $(STAMP) postgres lint
+test: system-deps $(STAMP) postgres lint rules
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The alerting rules operators install (deploy/prometheus/, README "Alerts").
+rules: system-deps
+	cd deploy/prometheus && promtool check rules alerts.yml && promtool test rules alerts-test.yml alerts-test-busy-hours.yml
 
 bench: $(STAMP) postgres
 	$(BIN)/python -m load_tests

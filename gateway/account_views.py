@@ -19,9 +19,10 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import func, or_, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway import business
 from gateway.bounds import CONTROL
 from gateway.config import RuleThresholds
 from gateway.held import HELD
@@ -29,6 +30,7 @@ from gateway.model import Reason, RuleGroup, Severity, Status
 from gateway.privacy import mask_phone, normalize_phone
 from gateway.store.rows import meter_info, state_from_row
 from gateway.store.schema import accounts, audit, inbound, meter_state, meters, phones, readings
+from gateway.store.schema_photos import reading_photos
 from gateway.validation.context import Candidate, MeterInfo, ZoneState
 from gateway.validation.rules import expected_band
 
@@ -55,6 +57,7 @@ class MeterView:
     digits: int
     active: bool
     zone_views: tuple[ZoneView, ...]
+    point: str | None = None  # a business customer's name for the metering point
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +85,14 @@ class ReceiptView:
     period: str | None
     status: Status
     reasons: list[Reason]
-    values: dict[str, Decimal] = field(default_factory=dict)
+    values: dict[str, Decimal] = field(default_factory=dict)  # billed: registers times `ratio`
     reading_ids: dict[str, int] = field(default_factory=dict)
     committed_at: datetime | None = None
+    # A meter behind instrument transformers: the registers as read, and ct x vt (gateway/ratios.py)
+    raw_values: dict[str, Decimal] = field(default_factory=dict)
+    ratio: Decimal | None = None
+    control: bool = False  # a control reading: taken by the retailer's inspector
+    photo: bool = False  # a meter photo was sent with it (gateway/photos.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +204,9 @@ async def account_view(
                     rng[2] if rng else None,
                 )
             )
-        views.append(MeterView(m.serial, m.model, info.zones, m.digits, bool(m.active), tuple(zone_views)))
+        views.append(
+            MeterView(m.serial, m.model, info.zones, m.digits, bool(m.active), tuple(zone_views), m.point)
+        )
     return AccountView(acc.id, acc.number, acc.address, phone_list, tuple(views))
 
 
@@ -207,6 +217,8 @@ def _receipt_query() -> Any:
             readings.c.inbound_id,
             readings.c.zone,
             readings.c.value,
+            readings.c.raw_value,
+            readings.c.ratio,
             readings.c.taken_at,
             readings.c.received_at,
             readings.c.channel,
@@ -216,6 +228,8 @@ def _receipt_query() -> Any:
             readings.c.verdict,
             readings.c.reasons,
             readings.c.committed_at,
+            readings.c.control,
+            exists().where(reading_photos.c.inbound_id == readings.c.inbound_id).label("photo"),
             accounts.c.number,
             accounts.c.address,
             meters.c.serial,
@@ -245,9 +259,14 @@ def _group_receipts(rows: list[Any]) -> list[ReceiptView]:
                 status=Status(r.verdict),
                 reasons=_reasons(r.reasons),
                 committed_at=r.committed_at,
+                control=bool(r.control),
+                photo=bool(r.photo),
             )
         view.values[r.zone] = Decimal(r.value)
         view.reading_ids[r.zone] = r.id
+        if r.raw_value is not None:
+            view.raw_values[r.zone] = Decimal(r.raw_value)
+            view.ratio = Decimal(r.ratio)
         if r.committed_at is None:
             view.committed_at = None  # taken by billing only when every zone is
     return list(out.values())
@@ -340,7 +359,14 @@ async def monthly_consumption(
     (across a counter rollover, the wrapped difference); the first period seen has none.
     """
     query = (
-        select(meters.c.serial, meters.c.digits, readings.c.zone, readings.c.value, readings.c.period)
+        select(
+            meters.c.serial,
+            meters.c.digits,
+            readings.c.zone,
+            readings.c.value,
+            readings.c.ratio,
+            readings.c.period,
+        )
         .join(meters, meters.c.id == readings.c.meter_id)
         .join(accounts, accounts.c.id == readings.c.account_id)
         .where(accounts.c.number == number, readings.c.verdict == Status.ACCEPTED.value)
@@ -351,17 +377,17 @@ async def monthly_consumption(
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
     last_of: dict[tuple[str, str], dict[str, Decimal]] = defaultdict(dict)
-    digits: dict[str, int] = {}
+    wraps_at: dict[str, Decimal] = {}  # a billed value wraps at 10^digits times the meter's ratio
     for r in rows:
         last_of[(r.serial, r.zone)][r.period] = Decimal(r.value)  # ordered by time: the last wins
-        digits[r.serial] = r.digits
+        wraps_at[r.serial] = Decimal(10) ** r.digits * (Decimal(r.ratio) if r.ratio else 1)
     out = []
     for (serial, zone), by_period in last_of.items():
         periods = sorted(by_period)
         for before, period in zip(periods, periods[1:], strict=False):
             used = by_period[period] - by_period[before]
             if used < 0:
-                used += Decimal(10) ** digits[serial]
+                used += wraps_at[serial]
             out.append(MonthlyUse(serial, period, zone, used))
     out.sort(key=lambda u: (u.serial, u.period, u.zone))
     return out
@@ -372,7 +398,8 @@ def _like(text: str) -> str:
 
 
 async def find_accounts(engine: AsyncEngine, query: str, limit: int = 20) -> list[AccountView]:
-    """Accounts by number (exact or prefix), phone (full or last digits) or part of the address."""
+    """Accounts by number (exact or prefix), phone (full or last digits) or part of the address;
+    business customers' by contract number, INN or part of the name too (gateway/business.py)."""
     # Control characters (a NUL above all, which PostgreSQL refuses in text) are in no account.
     q = " ".join(CONTROL.sub(" ", query).split())[:100]
     if not q:
@@ -394,6 +421,7 @@ async def find_accounts(engine: AsyncEngine, query: str, limit: int = 20) -> lis
         variants = {q, q.lower(), q.capitalize(), q.title()}
         conditions.extend(accounts.c.address.like(_like(v), escape="\\") for v in variants)
         conditions.append(func.lower(accounts.c.address).like(_like(q.lower()), escape="\\"))
+    conditions += business.search_conditions(q)
     async with engine.connect() as conn:
         acc_rows = (
             await conn.execute(

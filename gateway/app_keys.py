@@ -11,6 +11,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.billing import Billing
+from gateway.branches import Branches
 from gateway.calendar import WorkCalendar
 from gateway.config import Config
 from gateway.intake import Intake
@@ -23,5 +24,6 @@ BILLING = web.AppKey("billing", Billing)
 METRICS = web.AppKey("metrics", Metrics)
 CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
 CALENDAR = web.AppKey("calendar", WorkCalendar)
+BRANCHES = web.AppKey("branches", Branches)
 HEALTH_PROBES = web.AppKey("health_probes", dict[str, Callable[[], dict[str, Any]]])
 MAX_BODY = web.AppKey("max_body", int)

@@ -12,21 +12,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from gateway import plugins
+from gateway import formats_check, plugins
 from gateway.config import Config, ConfigError, load_config
 from gateway.logs import setup_logging
 from gateway.plugins import DemoPart
+from gateway.resources import package_path
 
 DEMO_DB = "var/demo.db"
 DEMO_BILLING_TOKEN = "demo-billing-token"
 
 
+def config_path(args: argparse.Namespace) -> str | None:
+    """The configuration file the command line names: `--config FILE`, else ./gateway.toml if present."""
+    if args.config is None and Path("gateway.toml").exists():
+        return "gateway.toml"
+    return str(args.config) if args.config is not None else None
+
+
 def config_of(args: argparse.Namespace) -> Config:
-    """The configuration the command line names: `--config FILE`, else ./gateway.toml if present."""
-    path = args.config
-    if path is None and Path("gateway.toml").exists():
-        path = "gateway.toml"
-    return load_config(path)
+    """The configuration the command line names (`config_path`), checked."""
+    return load_config(config_path(args))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -49,7 +54,7 @@ def demo_config(config: Config) -> tuple[Config, list[DemoPart]]:
     overrides: dict[str, Any] = {
         "database": config.database.model_copy(update={"url": f"sqlite+aiosqlite:///{DEMO_DB}"}),
         "registry": config.registry.model_copy(
-            update={"csv": str(Path(__file__).parent / "demo" / "registry.csv")}
+            update={"csv": str(package_path("gateway.demo", "registry.csv"))}
         ),
         "billing": config.billing.model_copy(
             update={"tokens": config.billing.tokens or [DEMO_BILLING_TOKEN]}
@@ -82,6 +87,7 @@ Try:
   curl -X POST -H 'Authorization: Bearer {DEMO_BILLING_TOKEN}' {base}/api/v1/billing/batches/BATCH_ID/commit
   curl -H 'Authorization: Bearer {DEMO_BILLING_TOKEN}' {base}/api/v1/billing/sla
 Web cabinet: {base}/cabinet/ (account 2000001; the sign-in code appears in this console's log, "verification.code_to_log: account 2000001, Код входа ...")
+Business cabinet: {base}/business/ (contract 12-345/2024, phone +79160000001; the code appears as "verification.code_to_log: phone +7 9** ***-**-**, Код входа в кабинет по договору: ...")
 Stop with Ctrl+C.""",
         flush=True,
     )
@@ -136,7 +142,7 @@ def cmd_import_registry(args: argparse.Namespace) -> int:
         try:
             if config.database.auto_upgrade:
                 await upgrade(engine)
-            return await import_registry(engine, args.file)
+            return await import_registry(engine, args.file, branches=config.branches.declared())
         finally:
             await engine.dispose()
 
@@ -266,6 +272,71 @@ def cmd_privacy_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    """`init DIR`: a starter gateway.toml and an empty registry, then what to do next."""
+    from datetime import date
+
+    from gateway.starter import init_directory
+
+    directory = Path(args.dir)
+    try:
+        config_path, registry_path = init_directory(
+            directory, Path(args.state_dir) if args.state_dir else directory, date.today()
+        )
+    except (FileExistsError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"""wrote {config_path} (every section; secrets generated; readable by you only)
+wrote {registry_path} (the header only)
+Next:
+  1. edit {config_path}: [calendar] (zone, window, cut-off), [http] (address), [senders], and the
+     sections of the doors you use ([sms], [telegram], [cabinet], [ivr], [modbus], [mqtt]);
+     give billing its token from [billing] tokens and devices theirs from [devices] tokens
+  2. fill {registry_path}: one row per meter (README, "Registry CSV")
+  3. meter-gateway --config {config_path} config check
+  4. meter-gateway --config {config_path} db upgrade
+  5. meter-gateway --config {config_path} run   (as a service: deploy/systemd/meter-gateway.service)"""
+    )
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    """`config check`: the configuration validated as `run` would, without starting anything."""
+    from gateway.service import Gateway
+
+    config = config_of(args)  # ConfigError (every wrong key, named) goes to main(): exit code 2
+    problems: list[str] = []
+    if config.registry.csv and not Path(config.registry.csv).is_file():
+        problems.append(f"registry.csv: {config.registry.csv}: no such file")
+    if config.calendar.holidays_override and not Path(config.calendar.holidays_override).is_file():
+        problems.append(f"calendar.holidays_override: {config.calendar.holidays_override}: no such file")
+    for branch_id, branch in config.branches.declared().items():
+        if branch.holidays_override and not Path(branch.holidays_override).is_file():
+            problems.append(
+                f"branches.{branch_id}.holidays_override: {branch.holidays_override}: no such file"
+            )
+    if not problems:
+        # The doors' own checks at start-up (firmware profiles against the meters, the telephone
+        # menu against its prompts) run when they are installed: build the application, start nothing.
+        gateway = Gateway(config)
+        try:
+            gateway.build_app()
+        finally:
+            asyncio.run(gateway.engine.dispose())
+    if problems:
+        raise ConfigError("\n".join(problems))
+    print(f"{config_path(args) or 'the defaults (no gateway.toml)'}: valid")
+    return 0
+
+
+def command_group(sub: Any, name: str) -> Any:
+    """The subcommands of the core's group `name` (`import`), for a door that adds one of its own
+    (`import readings`). argparse keeps them only on the group's parser."""
+    parser = sub.choices[name]
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -305,12 +376,26 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--all", action="store_true", help="every verdict, not only accepted readings")
     exp.set_defaults(func=cmd_export)
 
+    init = sub.add_parser("init", help="write a commented starter gateway.toml and an empty registry")
+    init.add_argument("dir", help="where to write gateway.toml and registry.csv (created if missing)")
+    init.add_argument("--state-dir", help="where the SQLite database goes (default: DIR)")
+    init.set_defaults(func=cmd_init)
+
+    cfg = sub.add_parser("config", help="the configuration file")
+    cfgsub = cfg.add_subparsers(dest="config_command", required=True)
+    check = cfgsub.add_parser(
+        "check", help="validate the configuration without starting; exit code 2 on errors"
+    )
+    check.add_argument("--config", default=argparse.SUPPRESS, help="TOML configuration file")
+    check.set_defaults(func=cmd_config_check)
+
     priv = sub.add_parser("privacy", help="personal data (152-FZ)")
     privsub = priv.add_subparsers(dest="privacy_command", required=True)
     rep = privsub.add_parser("report", help="print everything stored about an account (in full)")
     rep.add_argument("account")
     rep.set_defaults(func=cmd_privacy_report)
 
+    formats_check.add_commands(sub)  # `formats check`: residents' text formats (gateway/formats.py)
     for add_commands in plugins.command_adders():  # the doors' own subcommands
         add_commands(sub)
     return parser

@@ -1,7 +1,8 @@
 """Deciding a group of submissions in one transaction: the rules of intake, in one place.
 
 For each submission of a group: a message already stored (same channel and channel message id)
-gets its stored answer again; free text goes through the residents' grammar; the meter is found
+gets its stored answer again; free text goes through the residents' grammar (gateway/text_intake.py
+chooses the reading the registry supports); the meter is found
 in the registry; every validation rule is applied against the zone's history; then the inbound
 message, its readings and verdict and the moved-on history are written, all in the caller's
 transaction. `gateway/intake.py` decides where a group runs and commits it before anyone is
@@ -14,8 +15,9 @@ steps share a group's pending outcomes, and the few rules it applies to a single
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -24,10 +26,11 @@ import orjson
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
+from gateway import ratios
 from gateway.bounds import storable, unfit_field, unprocessable
-from gateway.calendar import WorkCalendar, billing_period, window_days
+from gateway.branches import Branch, Branches
+from gateway.calendar import WorkCalendar
 from gateway.config import Config, RuleThresholds
-from gateway.grammar import HELP_EN, HELP_RU, ParsedReading, ParseFailure, parse_message
 from gateway.group_split import Outcome, decide_apart
 from gateway.meter_cache import MeterCache, ZoneStateCache
 from gateway.model import (
@@ -41,12 +44,30 @@ from gateway.model import (
     Submission,
     Verdict,
 )
-from gateway.privacy import mask_phone, normalize_phone, phone_hash, use_secret
-from gateway.senders import ANONYMOUS, held_for_review, rate_limited, refusal
+from gateway.privacy import (
+    email_ref,
+    keyed_hash,
+    mask_phone,
+    normalize_email,
+    normalize_phone,
+    phone_hash,
+    use_secret,
+)
+from gateway.senders import (
+    ANONYMOUS,
+    held_for_review,
+    hold_site_form,
+    rate_limited,
+    refusal,
+    site_address,
+    site_keys,
+    site_rate_limited,
+)
 from gateway.store import intake_rows
 from gateway.store.schema import inbound, readings
 from gateway.store.schema_senders import count_submissions, forget_before, hour_of
 from gateway.store.sync_bridge import Conn, SyncConnection, run_to_completion
+from gateway.text_intake import TextReading, choose, read_text
 from gateway.validation.context import SECONDS_PER_DAY, MeterInfo, ZoneState
 from gateway.validation.evaluate import Evaluation, evaluate
 from gateway.validation.explain import generic, period_ru, reason
@@ -54,17 +75,41 @@ from gateway.validation.explain import generic, period_ru, reason
 log = logging.getLogger(__name__)
 
 PHONE_CHANNELS = {Channel.SMS, Channel.IVR}
+# The doors whose senders the registry lists for accounts: a phone (`phones`) or an e-mail address
+# (`emails`); they are verified for the account they speak for (gateway/senders.py).
+ADDRESSED_CHANNELS = PHONE_CHANNELS | {Channel.MAIL}
 # How far a status is from plain acceptance (a hold never softens a worse verdict).
 _RANK = {Status.ACCEPTED: 0, Status.FLAGGED: 1, Status.NEEDS_CONFIRMATION: 2, Status.REJECTED: 3}
 
 
 def source_of(sub: Submission) -> str:
-    """Who sent it, as stored with the reading: phones masked, other ids as they are."""
+    """Who sent it, as stored with the reading: phones masked, e-mail addresses as their keyed
+    reference, other ids as they are."""
     if sub.channel in PHONE_CHANNELS:
         return mask_phone(sub.sender)
-    if sub.channel is Channel.OPERATOR:
+    if sub.channel is Channel.MAIL:
+        return f"mail:{email_ref(sub.sender) if sub.sender != ANONYMOUS else ANONYMOUS}"
+    if sub.channel in (Channel.OPERATOR, Channel.PAPER):
         return f"employee:{sub.employee or sub.sender}"
+    if sub.channel is Channel.SITE:
+        return f"site:{site_address(sub.sender)}"
     return f"{sub.channel.value}:{sub.sender}"[:128]
+
+
+def sender_address(sub: Submission) -> str:
+    """The sender as the registry lists it: a normalised phone or a lower-case e-mail address;
+    "" for an IVR caller without a caller id or a mail whose sender the mail server did not
+    vouch for (`ANONYMOUS`: never verified)."""
+    if sub.sender == ANONYMOUS:
+        return ""
+    return normalize_email(sub.sender) if sub.channel is Channel.MAIL else normalize_phone(sub.sender)
+
+
+def _sender_key(sub: Submission) -> str:
+    """The keyed hash a sender's submissions are counted under (`submissions_per_hour`)."""
+    if sub.channel is Channel.MAIL:
+        return keyed_hash(f"mail:{sender_address(sub) or ANONYMOUS}")
+    return phone_hash(sender_address(sub) or ANONYMOUS)
 
 
 @dataclass(slots=True)
@@ -73,7 +118,7 @@ class _Lookup:
 
     by_serial: dict[str, MeterInfo] = field(default_factory=dict)
     by_account: dict[str, list[MeterInfo]] = field(default_factory=dict)
-    by_phone: dict[str, list[str]] = field(default_factory=dict)  # phone -> account numbers
+    by_sender: dict[str, list[str]] = field(default_factory=dict)  # phone or e-mail -> account numbers
     account_numbers: set[str] = field(default_factory=set)
 
 
@@ -89,8 +134,9 @@ class _Pending:
     period: str | None = None
     inbound_row: dict[str, Any] | None = None
     reading_rows: list[dict[str, Any]] = field(default_factory=list)
-    # A phone not registered for the account it speaks for (SMS, IVR): told nothing of it.
+    # A phone (address) not registered for the account it speaks for (SMS, IVR, mail): told nothing of it.
     unverified: bool = False
+    text: TextReading | None = None  # free text read by the grammar (gateway/text_intake.py)
 
 
 class LockTurn:
@@ -130,6 +176,7 @@ class Decider:
     ) -> None:
         self.config = config
         self.calendar = calendar
+        self.branches = Branches(config, calendar)  # each account's window, calendar and zone
         if config.privacy.secret:  # in the writer process: the key comes with the configuration
             use_secret(config.privacy.secret)
         self._postgres = postgres
@@ -138,6 +185,7 @@ class Decider:
         # _load_states); a decider that shares its connection with other code cannot.
         self._states: ZoneStateCache | None = ZoneStateCache() if sole_writer else None
         self._senders = config.senders
+        self.formats = config.text_formats.formats()  # how residents' texts are read
         self._counted_hour: datetime | None = None  # the hour whose older sender counts were dropped
         self._limits: dict[RuleGroup, RuleThresholds] = {
             RuleGroup.RESIDENTS: config.validation.residents,
@@ -199,12 +247,16 @@ class Decider:
         for p in fresh:
             text_only = p.sub.text is not None and not (p.sub.values or p.sub.positional_values)
             if text_only and p.evaluation is None:
-                read_text(p)
+                self._read_text(p)
         lookup = await self._lookup(conn, [p for p in fresh if p.evaluation is None])
         for p in fresh:
             if p.evaluation is not None:
                 continue
-            p.meter, problem = self._resolve(p.sub, lookup)
+            if p.text is not None:
+                resolve = functools.partial(self._resolve, lookup=lookup, number=p.text.meter_number)
+                p.sub, p.meter, problem = choose(p.text, resolve, self.formats)
+            else:
+                p.meter, problem = self._resolve(p.sub, lookup)
             if problem is not None:
                 p.evaluation = Evaluation(Status.REJECTED, [problem])
             self._check_sender(p, lookup)
@@ -218,9 +270,12 @@ class Decider:
         # Counted after the meters are locked: every group takes its locks in the same order
         # (meter states, then sender counts), so groups of several gateways cannot deadlock.
         await self._limit_senders(conn, fresh, now)
+        await self._limit_site_form(conn, fresh, now)
         for p in fresh:
             if p.evaluation is None and p.meter is not None:
                 self._evaluate(p, states, now)
+            if p.text is not None and p.evaluation is not None:
+                p.evaluation.reasons += p.text.notes
             if p.unverified and p.evaluation is not None:
                 p.evaluation.reasons = [generic(r) for r in p.evaluation.reasons]
         await self._store(conn, fresh, states)
@@ -252,18 +307,30 @@ class Decider:
                 response, inbound_id, their_readings.get(inbound_id, {}), duplicate=True
             )
 
+    def _read_text(self, p: _Pending) -> None:
+        """Free text (SMS, chat): its readings to choose from, or why it is not understood."""
+        found = read_text(p.sub, self.formats)
+        if isinstance(found, Reason):
+            p.evaluation = Evaluation(Status.REJECTED, [found])
+        else:
+            p.text, p.sub = found, found.candidates[0]
+
     async def _lookup(self, conn: Conn, fresh: list[_Pending]) -> _Lookup:
         found = _Lookup()
-        serials = {p.sub.meter_serial for p in fresh if p.sub.meter_serial}
-        numbers = {p.sub.account for p in fresh if p.sub.account}
-        # Every phone's accounts: they name the account of a bare reading and tell whether the
-        # sender is verified for the account it names.
+        subs = [s for p in fresh for s in (p.text.candidates if p.text else (p.sub,))]
+        serials = {s.meter_serial for s in subs if s.meter_serial}
+        numbers = {s.account for s in subs if s.account}
+        # Every phone's and address's accounts: they name the account of a bare reading and tell
+        # whether the sender is verified for the account it names.
         phone_list = {normalize_phone(p.sub.sender) for p in fresh if p.sub.channel in PHONE_CHANNELS}
-        if phone_list:
-            for row in await intake_rows.phone_accounts(conn, list(phone_list)):
-                phone, number = row.phone, row.number
-                found.by_phone.setdefault(phone, []).append(number)
-                numbers.add(number)
+        email_list = {normalize_email(p.sub.sender) for p in fresh if p.sub.channel is Channel.MAIL}
+        known = [
+            *(await intake_rows.phone_accounts(conn, list(phone_list)) if phone_list else ()),
+            *(await intake_rows.email_accounts(conn, list(email_list)) if email_list else ()),
+        ]
+        for address, number in known:
+            found.by_sender.setdefault(address, []).append(number)
+            numbers.add(number)
         if not serials and not numbers:
             return found
         cache = self._meters
@@ -301,8 +368,11 @@ class Decider:
                 known = number in existing
                 cache.by_account[number] = tuple(of_account.get(number, ())) if known else None
 
-    def _resolve(self, sub: Submission, lookup: _Lookup) -> tuple[MeterInfo | None, Reason | None]:
-        """Which meter a submission is for, or why that cannot be told."""
+    def _resolve(
+        self, sub: Submission, lookup: _Lookup, number: int | None = None
+    ) -> tuple[MeterInfo | None, Reason | None]:
+        """Which meter a submission is for, or why that cannot be told. `number`: the account's
+        meters numbered in the registry's order, as some formats' codes do ("2Э")."""
         if sub.meter_serial:
             meter = lookup.by_serial.get(sub.meter_serial)
             if meter is None:
@@ -321,18 +391,19 @@ class Decider:
                 )
             return meter, None
         account = sub.account
-        if account is None and sub.channel in PHONE_CHANNELS:
-            known = lookup.by_phone.get(normalize_phone(sub.sender), [])
+        if account is None and sub.channel in ADDRESSED_CHANNELS:
+            known = lookup.by_sender.get(sender_address(sub), [])
             if len(known) != 1:
+                ru, en = ("адрес", "e-mail address") if sub.channel is Channel.MAIL else ("номер", "phone")
                 return None, reason(
                     "unknown_sender" if not known else "account_ambiguous",
                     Severity.REJECT,
                     "Укажите номер л/с: 1234567 12345"
                     if not known
-                    else "На номер несколько л/с. Укажите л/с",
-                    "the sender's phone is not registered; give the account number"
+                    else f"На {ru} несколько л/с. Укажите л/с",
+                    f"the sender's {en} is not registered; give the account number"
                     if not known
-                    else "the sender's phone belongs to several accounts; give the account number",
+                    else f"the sender's {en} belongs to several accounts; give the account number",
                 )
             account = known[0]
         if account is None:
@@ -349,6 +420,16 @@ class Decider:
                 f"Л/с {account[:16]} не найден. Проверьте номер",
                 f"account {account} is not in the registry",
             )
+        if number is not None:
+            numbered = sorted((m for m in candidates if m.active), key=lambda m: m.id)
+            if number > len(numbered):
+                return None, reason(
+                    "unknown_meter_number",
+                    Severity.REJECT,
+                    f"У л/с {account[:16]} нет счётчика №{number}",
+                    f"account {account} has no meter number {number}",
+                )
+            return numbered[number - 1], None
         if len(candidates) != 1:
             return None, reason(
                 "meter_ambiguous" if candidates else "no_meter",
@@ -361,15 +442,18 @@ class Decider:
         return candidates[0], None
 
     def _check_sender(self, p: _Pending, lookup: _Lookup) -> None:
-        """SMS and IVR: is the sender's phone registered for the account it speaks for?
+        """SMS, IVR and mail: is the sender's phone (address) registered for the account it speaks for?
 
         Under `refuse` an unverified sender that named an account or meter gets one answer
         whether or not it exists, so the refusal tells nothing either."""
         sub = p.sub
-        if sub.channel not in PHONE_CHANNELS:
+        if sub.channel is Channel.SITE:  # nobody signs in on the site's form: never verified
+            p.unverified = True
             return
-        phone = normalize_phone(sub.sender) if sub.sender != ANONYMOUS else ""
-        own = lookup.by_phone.get(phone, []) if phone else []
+        if sub.channel not in ADDRESSED_CHANNELS:
+            return
+        address = sender_address(sub)
+        own = lookup.by_sender.get(address, []) if address else []
         if p.meter is not None and p.meter.account in own:
             return
         if p.meter is None and sub.account in own:  # its own account, told what is wrong with it
@@ -381,16 +465,15 @@ class Decider:
         p.unverified = True
         if self._senders.unverified == "refuse":
             p.meter = None
-            p.evaluation = Evaluation(Status.REJECTED, [refusal(self._senders)])
+            p.evaluation = Evaluation(Status.REJECTED, [refusal(self._senders, sub.channel)])
 
     async def _limit_senders(self, conn: Conn, fresh: list[_Pending], now: datetime) -> None:
-        """`[senders] submissions_per_hour`: count this group's phone submissions and refuse
-        those past the limit, in the same statement that records them."""
+        """`[senders] submissions_per_hour`: count this group's phone (and e-mail) submissions and
+        refuse those past the limit, in the same statement that records them."""
         by_sender: dict[str, list[_Pending]] = {}
         for p in fresh:
-            if p.sub.channel in PHONE_CHANNELS:
-                phone = normalize_phone(p.sub.sender) if p.sub.sender != ANONYMOUS else ANONYMOUS
-                by_sender.setdefault(phone_hash(phone or ANONYMOUS), []).append(p)
+            if p.sub.channel in ADDRESSED_CHANNELS:
+                by_sender.setdefault(_sender_key(p.sub), []).append(p)
         if not by_sender:
             return
         window = hour_of(now)
@@ -403,13 +486,60 @@ class Decider:
             room = max(0, limit - before[key])
             for p in group[room:]:
                 p.meter = None
-                p.evaluation = Evaluation(Status.REJECTED, [rate_limited(limit)])
+                p.evaluation = Evaluation(Status.REJECTED, [rate_limited(limit, p.sub.channel)])
+
+    async def _limit_site_form(self, conn: Conn, fresh: list[_Pending], now: datetime) -> None:
+        """`[senders] site_per_address_per_hour`, `site_per_account_per_hour`: the site form's
+        readings counted per client address and per account named, refused past either."""
+        by_key: dict[str, list[_Pending]] = {}
+        limits: dict[str, int] = {}
+        for p in fresh:
+            if p.sub.channel is Channel.SITE:
+                for key, limit in site_keys(p.sub.sender, p.sub.account, self._senders):
+                    by_key.setdefault(key, []).append(p)
+                    limits[key] = limit
+        if not by_key:
+            return
+        window = hour_of(now)
+        if self._counted_hour != window:
+            await forget_before(conn, window)
+            self._counted_hour = window
+        before = await count_submissions(conn, window, {k: len(v) for k, v in by_key.items()})
+        for key, group in by_key.items():
+            for p in group[max(0, limits[key] - before[key]) :]:
+                p.meter = None
+                p.evaluation = Evaluation(Status.REJECTED, [site_rate_limited()])
 
     def _told_account(self, p: _Pending) -> tuple[str | None, str | None]:
         """The account and meter a verdict names: an unverified sender only hears its own words."""
         if p.unverified or p.meter is None:
             return p.sub.account, p.sub.meter_serial
         return p.meter.account, p.meter.serial
+
+    async def preview(self, conn: Conn, sub: Submission, now: datetime) -> Verdict:
+        """What deciding `sub` now would answer, storing and counting nothing (the desk's check
+        of a paper form's row as it is typed): the same registry lookup and rules, against the
+        stored history; a repeat of a stored reading is recognised. No receipt: nothing is kept."""
+        p = _Pending(sub)
+        unfit = unfit_field(sub)
+        if unfit is not None:
+            p.evaluation = Evaluation(Status.REJECTED, [unprocessable(unfit)])
+        else:
+            lookup = await self._lookup(conn, [p])
+            p.meter, problem = self._resolve(sub, lookup)
+            if problem is not None or p.meter is None:
+                p.evaluation = Evaluation(Status.REJECTED, [problem] if problem else [])
+            else:
+                self._check_sender(p, lookup)
+                # On PostgreSQL read FOR UPDATE as a decision would: held for the look only
+                # (the caller's transaction ends with it), so it waits at most for one group.
+                states = await self._read_states(conn, {p.meter.id})
+                self._evaluate(p, states, now)
+        ev = p.evaluation
+        assert ev is not None
+        account, meter = self._told_account(p)
+        readings = tuple(ReadingOut(None, z, v) for z, v in ev.values.items())
+        return Verdict(ev.status, tuple(ev.reasons), None, account, meter, p.period, readings, ev.duplicate)
 
     def _forget_states(self) -> None:
         if self._states is not None:
@@ -441,14 +571,14 @@ class Decider:
     async def _read_states(self, conn: Conn, meter_ids: set[int]) -> dict[tuple[int, str], ZoneState]:
         return await intake_rows.read_states(conn, meter_ids, self._postgres)
 
-    def period_of(self, taken_at: datetime) -> tuple[str, Reason | None]:
-        """The billing period a reading counts for, and a note when it is not the current one."""
-        cal = self.config.calendar
-        day = self.calendar.local_date(taken_at)
-        period = billing_period(day, cal.window_start_day, cal.cutoff_day)
-        if day.day < cal.cutoff_day:
+    @staticmethod
+    def period_of(branch: Branch, taken_at: datetime) -> tuple[str, Reason | None]:
+        """The billing period a reading counts for in its account's branch, and a note when it is
+        not the current one."""
+        period = branch.period_of(taken_at)
+        if not branch.counts_for_next(taken_at):
             return period, None
-        last = window_days(cal.window_start_day, cal.cutoff_day)[1]
+        last = branch.last_window_day()
         return period, reason(
             "next_period",
             Severity.INFO,
@@ -461,7 +591,8 @@ class Decider:
         sub, meter = p.sub, p.meter
         group = CHANNEL_GROUP[sub.channel]
         taken_at = sub.taken_at or sub.received_at
-        period, note = self.period_of(taken_at)
+        branch = self.branches.of(meter.branch)
+        period, note = self.period_of(branch, taken_at)
         zone_states = {z: states.setdefault((meter.id, z), ZoneState()) for z in meter.zones}
         p.period = period
         p.evaluation = ev = evaluate(
@@ -475,11 +606,14 @@ class Decider:
             group=group,
             limits=self._limits[group],
             states=zone_states,
-            tz=self.calendar.timezone,
+            tz=branch.calendar.timezone,
+            control=sub.control,
         )
-        if p.unverified and self._senders.unverified == "hold" and not ev.duplicate:
+        if sub.channel is Channel.SITE and not ev.duplicate:
+            hold_site_form(ev, self._senders.site_form == "hold")
+        elif p.unverified and self._senders.unverified == "hold" and not ev.duplicate:
             if ev.status is not Status.REJECTED:
-                ev.reasons.append(held_for_review())
+                ev.reasons.append(held_for_review(sub.channel))
                 ev.status = max(ev.status, Status.FLAGGED, key=_RANK.__getitem__)
         if ev.duplicate or ev.status is not Status.ACCEPTED:
             return
@@ -487,7 +621,9 @@ class Decider:
         # for confirmation or for the back office may yet be rejected (gateway/held.py moves the
         # history on when it is accepted).
         for zone, value in ev.values.items():
-            advance_state(zone_states[zone], value, taken_at, period, group, ev.consumption.get(zone), p)
+            advance_state(
+                zone_states[zone], value, taken_at, period, group, ev.consumption.get(zone), p, sub.control
+            )
 
     async def _store(
         self, conn: Conn, fresh: list[_Pending], states: dict[tuple[int, str], ZoneState]
@@ -528,29 +664,37 @@ class Decider:
             p.inbound_row["id"] = inbound_id
         await self._point_duplicates_at_owners(conn, fresh)
         reading_rows: list[dict[str, Any]] = []
-        dues: dict[datetime, datetime] = {}
+        dues: dict[tuple[datetime, str | None], datetime] = {}
         for p, inbound_id, reason_list in zip(fresh, ids, reason_lists, strict=True):
             assert p.inbound_row is not None and p.evaluation is not None
             ev = p.evaluation
             if p.meter is None or ev.duplicate or not ev.values:
                 continue
             taken_at = p.sub.taken_at or p.sub.received_at
-            due = dues.get(p.sub.received_at)
-            if due is None:  # a group's submissions mostly share their moment of receipt
-                due = dues[p.sub.received_at] = self.calendar.due_at(p.sub.received_at, sla_days)
+            # A group's submissions mostly share their moment of receipt and their branch.
+            due_key = (p.sub.received_at, p.meter.branch)
+            due = dues.get(due_key)
+            if due is None:
+                branch = self.branches.of(p.meter.branch)
+                due = dues[due_key] = branch.due_at(p.sub.received_at, sla_days)
             reasons_json = orjson.dumps(reason_list).decode()
+            ratio = None if p.meter.ratio is None else ratios.text(p.meter.ratio)
             for zone, value in ev.values.items():
+                raw = ev.raw_values.get(zone)
                 row = {
                     "inbound_id": inbound_id,
                     "account_id": p.meter.account_id,
                     "meter_id": p.meter.id,
                     "zone": zone,
-                    "value": str(value),
+                    "value": ratios.text(value),
+                    "raw_value": None if raw is None else str(raw),
+                    "ratio": None if raw is None else ratio,
                     "taken_at": taken_at,
                     "received_at": p.sub.received_at,
                     "channel": p.sub.channel.value,
                     "source": p.inbound_row["source"],
                     "employee": p.sub.employee,
+                    "control": p.sub.control,
                     "period": p.period,
                     "verdict": ev.status.value,
                     "reasons": reasons_json,
@@ -630,25 +774,6 @@ class Decider:
         )
 
 
-def read_text(p: _Pending) -> None:
-    """Free text (SMS, chat) through the residents' grammar: values, or why it is not understood."""
-    parsed = parse_message(p.sub.text or "")
-    if isinstance(parsed, ParsedReading):
-        p.sub = replace(
-            p.sub,
-            account=parsed.account or p.sub.account,
-            meter_serial=parsed.meter_serial or p.sub.meter_serial,
-            values={zone: value for zone, value in parsed.values if zone is not None},
-            positional_values=tuple(value for zone, value in parsed.values if zone is None),
-        )
-        return
-    if isinstance(parsed, ParseFailure):
-        found = reason(f"format_{parsed.code}", Severity.REJECT, parsed.message_ru, parsed.message_en)
-    else:  # a command reached the intake: the channel should have answered it itself
-        found = reason("not_a_reading", Severity.REJECT, HELP_RU, HELP_EN)
-    p.evaluation = Evaluation(Status.REJECTED, [found])
-
-
 def advance_state(
     state: ZoneState,
     value: Decimal,
@@ -657,8 +782,10 @@ def advance_state(
     group: RuleGroup,
     used: Decimal | None,
     owner: object,
+    control: bool = False,
 ) -> None:
-    """Make `value` the zone's last reading and add its consumption to the running average."""
+    """Make `value` the zone's last reading and add its consumption to the running average;
+    a `control` reading (an inspector's) is also what later readings are compared with."""
     if used is not None and state.last_taken_at is not None:
         state.total_kwh += used
         days = Decimal((taken_at - state.last_taken_at).total_seconds()) / SECONDS_PER_DAY
@@ -670,7 +797,9 @@ def advance_state(
     # The receipt (inbound id) is known only after the insert; until then the owner stands in.
     state.last_receipt = None
     state.last_owner = owner
-    if group is RuleGroup.DEVICES:
+    if control:
+        state.ctl_value, state.ctl_taken_at = value, taken_at
+    elif group is RuleGroup.DEVICES:
         state.dev_value, state.dev_taken_at = value, taken_at
     else:
         state.res_value, state.res_taken_at = value, taken_at

@@ -17,9 +17,19 @@ from gateway.store.database import create_engine
 from gateway.store.schema import readings
 
 FIELDS = (
-    "reading_id", "account", "meter_serial", "zone", "value", "taken_at", "received_at",
-    "channel", "source", "employee", "period", "verdict", "reasons", "due_at", "committed_at",
+    "reading_id", "account", "meter_serial", "zone", "value", "raw_value", "ratio", "taken_at",
+    "received_at", "channel", "source", "employee", "period", "verdict", "reasons", "due_at",
+    "committed_at", "control",
 )  # fmt: skip
+
+
+def cell(key: str, value: Any) -> Any:
+    """A reading's field as a CSV or XML cell: the reasons' codes joined, `control` as 1 or 0."""
+    if key == "reasons":
+        return ",".join(value)
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return "" if value is None else value
 
 
 async def export_readings(
@@ -72,9 +82,7 @@ class _Writer:
 
     def write(self, item: dict[str, Any]) -> None:
         if self.fmt == "csv":
-            row = dict(item)
-            row["reasons"] = ",".join(item["reasons"])
-            self.csv.writerow({k: "" if row.get(k) is None else row[k] for k in FIELDS})
+            self.csv.writerow({k: cell(k, item.get(k)) for k in FIELDS})
         else:
             self.out.write(("\n" if self.first else ",\n") + orjson.dumps(item).decode())
             self.first = False

@@ -34,16 +34,36 @@ Heuristics (each one is also pinned by tests/gateway/test_grammar.py):
   ("сн-1" -> "CH-1"), as nameplates print it; spaces or other symbols in it are refused.
 * Input longer than 500 characters is refused before any parsing.
 
-Failure codes: "empty", "no_value", "bad_value", "too_many_values", "mixed_zones",
-"unknown_words", plus "duplicate_zone" (the same zone twice) and "too_long" (over 500 chars).
-Every message_ru fits one Cyrillic (UCS-2) SMS: at most 70 UTF-16 code units.
+What the enabled text formats declare (gateway/formats.py; `parse_message(text)` alone reads
+the house grammar only) adds, with `formats`:
+
+* Codes glued to values ("1Э1234", "1ЭД12345 1ЭН6789"): the zone from the code, the digit
+  before it the account's meter number; codes of other meters (water: "1Г", "1Х") are refused
+  as "not_electricity" when nothing else is given and otherwise listed in `ignored`.
+* A trailing e-mail address ("1000001 1234 ivan@mail.ru"): kept as `contact`, never refused.
+* A number between the account and the values ("1000001 45871234 1234"): besides the values by
+  position, the reading with that number as the meter's serial is offered in `alternatives`
+  (or is the reading, when only it parses); the core keeps the one the registry supports.
+* The decimal policy of the format governing the reading's shape: "cut" drops the fraction
+  (`cut` is set so the sender is told).
+* The enabled format's example in the refusals that show one.
+
+Failure codes: gateway/grammar_failures.py. Every message_ru fits one Cyrillic (UCS-2) SMS: at
+most 70 UTF-16 code units. (About 690 lines, a tenth of them this list: the scanner, the pairing
+of labels and values and the two message forms share the token types, so they stay together.)
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Final
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any, Final
+
+from gateway import grammar_failures as fail
+from gateway.formats import HOUSE, FormatSet
+from gateway.grammar_failures import FAILURE_CODES, ParseFailure
 
 __all__ = [
     "FAILURE_CODES",
@@ -66,17 +86,6 @@ SMS_UNITS: Final = 70  # one Cyrillic SMS is UCS-2: 70 UTF-16 code units
 HELP_RU: Final = "Пример: 1234567 12345 (ЛС показание); зоны: 1234567 Т1 123 Т2 45"
 HELP_EN: Final = "Example: 1234567 12345 (account reading); zones: 1234567 T1 123 T2 45"
 
-FAILURE_CODES: Final = (
-    "empty",
-    "no_value",
-    "bad_value",
-    "too_many_values",
-    "mixed_zones",
-    "duplicate_zone",
-    "unknown_words",
-    "too_long",
-)
-
 
 @dataclass(frozen=True, slots=True)
 class ParsedReading:
@@ -85,6 +94,34 @@ class ParsedReading:
     account: str | None  # digits of the лицевой счёт as typed (leading zeros kept), None if absent
     meter_serial: str | None  # only from the <account>#<serial>#<value> form
     values: tuple[tuple[str | None, str], ...]  # (zone "T1"/"T2"/"T3" or None = by position, value)
+    meter_number: int | None = None  # "2Э": the account's second meter (formats with numbered codes)
+    contact: str | None = None  # a trailing e-mail address, as typed
+    cut: bool = False  # the governing format's "cut" policy dropped decimals: the sender is told
+    ignored: tuple[str, ...] = ()  # codes of what is not taken here (water), as typed
+    # Other readings of the same text (a number that may be the meter's serial): the registry
+    # chooses; `unclear` is the part they disagree on, quoted when it cannot.
+    alternatives: tuple[ParsedReading, ...] = ()
+    unclear: str = ""
+
+    def readings(self) -> tuple[ParsedReading, ...]:
+        """This reading and its alternatives, in order of preference."""
+        return (self, *self.alternatives)
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> ParsedReading:
+        """Back from its JSON form (orjson writes the dataclass as an object): a door that keeps
+        a parsed text in a conversation's state hands it on without parsing it again."""
+        return cls(
+            data["account"],
+            data["meter_serial"],
+            tuple((zone, str(value)) for zone, value in data["values"]),
+            data.get("meter_number"),
+            data.get("contact"),
+            bool(data.get("cut")),
+            tuple(data.get("ignored") or ()),
+            tuple(cls.from_data(alt) for alt in data.get("alternatives") or ()),
+            str(data.get("unclear") or ""),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,15 +129,6 @@ class Command:
     """A whole-message command word."""
 
     name: str  # "help" | "confirm" | "correct" | "stop" | "start" | "history"
-
-
-@dataclass(frozen=True, slots=True)
-class ParseFailure:
-    """Why the text was not understood, with a reply that fits one SMS."""
-
-    code: str  # one of FAILURE_CODES; stable, the core and reports key on it
-    message_ru: str  # what was expected, with an example; <= 70 UTF-16 units (one Cyrillic SMS)
-    message_en: str
 
 
 # --- normalisation ---------------------------------------------------------------------------
@@ -251,136 +279,6 @@ def _normalise_decimal(int_part: str, frac: str) -> str:
     return f"{whole}.{frac}" if frac else whole
 
 
-# --- failures --------------------------------------------------------------------------------
-
-
-def _echo(token: str) -> str:
-    """A short, SMS-safe quote of the offending token (BMP only: astral chars cost 2 units)."""
-    clean = "".join(ch if ch.isprintable() and ord(ch) < 0x10000 and ch not in "«»" else "?" for ch in token)
-    return clean if len(clean) <= 10 else clean[:9] + "…"
-
-
-def _empty() -> ParseFailure:
-    return ParseFailure(
-        "empty",
-        "Пустое сообщение. Пример: 1234567 12345 (ЛС показание)",
-        "Empty message. Example: 1234567 12345 (account reading)",
-    )
-
-
-def _too_long() -> ParseFailure:
-    return ParseFailure(
-        "too_long",
-        "Слишком длинно. Пришлите только: 1234567 12345 (ЛС показание)",
-        "Too long. Send just: 1234567 12345 (account reading)",
-    )
-
-
-def _no_value() -> ParseFailure:
-    return ParseFailure(
-        "no_value",
-        "Нет показания. Пример: 1234567 12345 (ЛС показание)",
-        "No reading. Example: 1234567 12345 (account reading)",
-    )
-
-
-def _zone_without_value(label: str) -> ParseFailure:
-    return ParseFailure(
-        "no_value",
-        f"После «{_echo(label)}» нужно число. Пример: 1234567 Т1 123 Т2 45",
-        f"A number must follow '{label}'. Example: 1234567 T1 123 T2 45",
-    )
-
-
-def _account_without_number() -> ParseFailure:
-    return ParseFailure(
-        "no_value",
-        "После «ЛС» нужен номер. Пример: ЛС 1234567 показания 12345",
-        "An account number must follow 'ЛС'. Example: ЛС 1234567 12345",
-    )
-
-
-def _bad_number(token: str) -> ParseFailure:
-    return ParseFailure(
-        "bad_value",
-        f"Не число: «{_echo(token)}». Пример: 1234567 12345,6",
-        f"Not a number: '{token[:20]}'. Example: 1234567 12345.6",
-    )
-
-
-def _negative(token: str) -> ParseFailure:
-    return ParseFailure(
-        "bad_value",
-        f"Показание без знака: «{_echo(token)}». Пример: 1234567 12345",
-        f"A reading has no sign: '{token[:20]}'. Example: 1234567 12345",
-    )
-
-
-def _too_many_decimals(token: str) -> ParseFailure:
-    return ParseFailure(
-        "bad_value",
-        "Не больше 3 знаков после запятой. Пример: 1234567 12345,6",
-        f"At most 3 decimals ('{token[:20]}'). Example: 1234567 12345.6",
-    )
-
-
-def _bad_account(token: str) -> ParseFailure:
-    return ParseFailure(
-        "bad_value",
-        f"ЛС «{_echo(token)}»: нужно 5-12 цифр. Пример: 1234567 12345",
-        f"Account '{token[:20]}': 5-12 digits expected. Example: 1234567 12345",
-    )
-
-
-def _two_accounts() -> ParseFailure:
-    return ParseFailure(
-        "bad_value",
-        "Укажите один ЛС. Пример: 1234567 12345 (ЛС показание)",
-        "Give one account. Example: 1234567 12345 (account reading)",
-    )
-
-
-def _bad_serial(token: str) -> ParseFailure:
-    return ParseFailure(
-        "bad_value",
-        f"Номер счётчика «{_echo(token)}»? Пример: 1234567#SN123#12345",
-        f"Meter serial '{token[:20]}': letters, digits, dashes. Example: 1234567#SN123#12345",
-    )
-
-
-def _unknown_words(token: str) -> ParseFailure:
-    return ParseFailure(
-        "unknown_words",
-        f"Непонятно: «{_echo(token)}». Пример: 1234567 12345 (ЛС показание)",
-        f"Not understood: '{token[:20]}'. Example: 1234567 12345 (account reading)",
-    )
-
-
-def _too_many_values() -> ParseFailure:
-    return ParseFailure(
-        "too_many_values",
-        "Не больше 3 показаний. Пример: 1234567 Т1 123 Т2 45 Т3 67",
-        "At most 3 readings. Example: 1234567 T1 123 T2 45 T3 67",
-    )
-
-
-def _mixed_zones() -> ParseFailure:
-    return ParseFailure(
-        "mixed_zones",
-        "Зону укажите у каждого числа или ни у одного: 1234567 Т1 123 Т2 45",
-        "Label every value with its zone or none: 1234567 T1 123 T2 45",
-    )
-
-
-def _duplicate_zone(zone: str) -> ParseFailure:
-    ru_zone = zone.replace("T", "Т")
-    return ParseFailure(
-        "duplicate_zone",
-        f"Зона {ru_zone} указана дважды. Пример: 1234567 Т1 123 Т2 45",
-        f"Zone {zone} is given twice. Example: 1234567 T1 123 T2 45",
-    )
-
-
 # --- scanning --------------------------------------------------------------------------------
 
 
@@ -410,8 +308,60 @@ class _Num:
         # an account is a plain integer; "1234567." (a full stop ending the sentence) still counts
         return not self.frac and ACCOUNT_DIGITS[0] <= len(self.int_part) <= ACCOUNT_DIGITS[1]
 
+    @property
+    def could_be_serial(self) -> bool:
+        # meter numbers printed on bills: 5-20 digits, no fraction
+        return not self.frac and 5 <= len(self.int_part) <= 20
 
-_Item = _Mark | _Zone | _Num
+
+@dataclass(frozen=True, slots=True)
+class _Coded:
+    """A value glued to a format's code: "1ЭД12345"."""
+
+    zone: str | None  # None for a single-rate code: by position, like a bare value
+    meter_number: int | None
+    num: _Num
+
+
+@dataclass(frozen=True, slots=True)
+class _Other:
+    """A code of something not taken here (water), with or without its value."""
+
+    code: str  # as typed (upper case), for the reply
+    what: str
+
+
+_Item = _Mark | _Zone | _Num | _Coded | _Other
+
+
+@dataclass(frozen=True, slots=True)
+class _Codes:
+    """The enabled formats' codes as one regex (built once per set of codes)."""
+
+    pattern: re.Pattern[str] | None
+    zones: dict[str, str]  # folded code -> zone
+    other: dict[str, str]  # folded code -> what it measures
+
+
+@lru_cache(maxsize=16)
+def _codes_of(
+    codes: tuple[tuple[str, str], ...], other: tuple[tuple[str, str], ...], numbered: bool
+) -> _Codes:
+    zones = {_fold(code): zone for code, zone in codes}
+    others = {_fold(code): what for code, what in other}
+    if not zones and not others:
+        return _Codes(None, {}, {})
+    number = "(?P<n>[1-9])?" if numbered else ""
+    words = "|".join(re.escape(c) for c in sorted({*zones, *others}, key=len, reverse=True))
+    return _Codes(re.compile(rf"{number}(?P<code>{words})(?=[0-9]|[{_SEP_CHARS}]|$)"), zones, others)
+
+
+def _codes(formats: FormatSet) -> _Codes:
+    return _codes_of(
+        tuple(sorted(formats.codes.items())),
+        tuple(sorted(formats.other_codes.items())),
+        formats.meter_numbers,
+    )
 
 
 def _number(text: str, pos: int) -> re.Match[str] | None:
@@ -420,8 +370,53 @@ def _number(text: str, pos: int) -> re.Match[str] | None:
     return (_NUMBER_IN_CHAIN if in_chain else _NUMBER).match(text, pos)
 
 
-def _scan(text: str) -> list[_Item] | ParseFailure:
-    """Folded text -> marks, zone labels and numbers; fillers dropped. Bad values beat unknown words."""
+def _value_at(text: str, pos: int) -> re.Match[str] | None:
+    """A whole number token at pos (ending at a separator or the end of the text)."""
+    m = _number(text, pos)
+    return m if m and (m.end() == len(text) or _SEP.match(text, m.end())) else None
+
+
+def _listed_value_at(text: str, pos: int) -> re.Match[str] | None:
+    """A number at pos that a comma ends, as in a list."""
+    m = _NUMBER_IN_CHAIN.match(text, pos)
+    return m if m and m.end() < len(text) and text[m.end()] == "," else None
+
+
+def _checked(m: re.Match[str]) -> _Num | ParseFailure:
+    token = m.group()
+    if m["sign"] == "-":
+        return fail.negative(token)
+    if m["sign"]:
+        return fail.bad_number(token)
+    frac = m["frac"] or m.groupdict().get("cfrac") or ""
+    if len(frac) > MAX_DECIMALS:
+        return fail.too_many_decimals(token)
+    return _Num(m["int"], frac, token)
+
+
+def _coded(text: str, pos: int, codes: _Codes) -> tuple[_Coded | _Other, int] | ParseFailure | None:
+    """A format's code at pos with its value ("1эд12345"), or None when there is none."""
+    if codes.pattern is None or not (m := codes.pattern.match(text, pos)):
+        return None
+    code = m["code"]
+    typed = (m.groupdict().get("n") or "") + code.upper()
+    # "1ЭД12345,1ЭН6789": a comma before the next code separates, it is no decimal comma
+    value = _value_at(text, m.end()) or _listed_value_at(text, m.end())
+    if code in codes.other:
+        return _Other(typed, codes.other[code]), value.end() if value else m.end()
+    if value is None:
+        return None  # "Э" followed by something else: not this format's code
+    num = _checked(value)
+    if isinstance(num, ParseFailure):
+        return num
+    number = int(m["n"]) if m.groupdict().get("n") else None
+    zone = codes.zones[code]
+    return _Coded(None if zone == "T" else zone, number, num), value.end()
+
+
+def _scan(text: str, codes: _Codes, example: str) -> list[_Item] | ParseFailure:
+    """Folded text -> marks, zone labels, numbers and coded values; fillers dropped. Bad values
+    beat unknown words."""
     items: list[_Item] = []
     unknown: str | None = None
     pos, end = 0, len(text)
@@ -435,21 +430,21 @@ def _scan(text: str) -> list[_Item] | ParseFailure:
         elif m := _ACCOUNT_MARK.match(text, pos):
             items.append(_Mark())
             pos = m.end()
+        elif coded := _coded(text, pos, codes):
+            if isinstance(coded, ParseFailure):
+                return coded
+            items.append(coded[0])
+            pos = coded[1]
         elif m := _ZONE.match(text, pos):
             code = m.group("code")
             zone = "T" + code[-1].replace("з", "3") if code else _ZONE_BY_WORD[m["word"]]
             items.append(_Zone(zone, code.upper() if code else m["word"]))
             pos = m.end()
-        elif (m := _number(text, pos)) and (m.end() == end or _SEP.match(text, m.end())):
-            token = m.group()
-            if m["sign"] == "-":
-                return _negative(token)
-            if m["sign"]:
-                return _bad_number(token)
-            frac = m["frac"] or m.groupdict().get("cfrac") or ""
-            if len(frac) > MAX_DECIMALS:
-                return _too_many_decimals(token)
-            items.append(_Num(m["int"], frac, token))
+        elif m := _value_at(text, pos):
+            num = _checked(m)
+            if isinstance(num, ParseFailure):
+                return num
+            items.append(num)
             pos = m.end()
         else:
             word = _WORD.match(text, pos)
@@ -457,25 +452,88 @@ def _scan(text: str) -> list[_Item] | ParseFailure:
             pos = word.end() if word else pos + 1
             if any(ch.isdigit() for ch in token):
                 # "12a45", "1.2.3", "-100" glued to something: a value was meant but is garbled
-                return _negative(token) if token.startswith("-") else _bad_number(token)
+                return fail.negative(token) if token.startswith("-") else fail.bad_number(token)
             unknown = unknown or token
     if unknown is not None:
-        return _unknown_words(unknown)
+        return fail.unknown_words(unknown, example)
     return items
 
 
-def _values(items: list[_Item], account: str | None, may_infer_account: bool) -> ParsedReading | ParseFailure:
+# --- readings --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Text:
+    """What the whole message tells every reading made of it."""
+
+    formats: FormatSet
+    hashed: bool  # the <account>#<serial>#<value> form
+    contact: str | None  # a trailing e-mail address
+
+
+def _reading(
+    ctx: _Text,
+    account: str | None,
+    serial: str | None,
+    nums: list[tuple[str | None, _Num]],
+    coded: bool,
+    meter_number: int | None,
+    ignored: tuple[str, ...],
+) -> ParsedReading | ParseFailure:
+    """Check one set of values and apply the governing format's decimal policy."""
+    if not nums:
+        return fail.no_value(ctx.formats.example)
+    zones = [zone for zone, _ in nums]
+    if None in zones and any(zones):
+        return fail.mixed_zones()
+    seen: set[str] = set()
+    for zone in zones:
+        if zone is not None:
+            if zone in seen:
+                return fail.duplicate_zone(zone)
+            seen.add(zone)
+    if len(nums) > 3:
+        return fail.too_many_values()
+    if zones[0] is not None:
+        nums = sorted(nums, key=lambda zn: zn[0] or "")  # labelled: canonical T1, T2, T3 order
+    values = tuple((zone, num.value) for zone, num in nums)
+    governing = ctx.formats.governing(_shape(ctx, account, serial, coded, zones[0] is not None), account)
+    cut = False
+    if governing is not None and governing.decimals == "cut" and any(num.frac.strip("0") for _, num in nums):
+        values = tuple((zone, str(int(Decimal(value)))) for zone, value in values)
+        cut = True
+    return ParsedReading(account, serial, values, meter_number, ctx.contact, cut, ignored)
+
+
+def _shape(ctx: _Text, account: str | None, serial: str | None, coded: bool, zoned: bool) -> str:
+    """The reading's shape in the formats' vocabulary (gateway/formats.py)."""
+    if ctx.hashed:
+        return "account#serial#values"
+    parts = ["account"] if account else []
+    parts += ["serial"] if serial else []
+    parts.append("coded" if coded else "zoned" if zoned else "values")
+    parts += ["email"] if ctx.contact else []
+    return " ".join(parts)
+
+
+def _values(
+    ctx: _Text, items: list[_Item], account: str | None, serial: str | None = None
+) -> ParsedReading | ParseFailure:
     """Pair zone labels with numbers, find the account, and check the set of values."""
     nums: list[tuple[str | None, _Num]] = []
     pending_zone: _Zone | None = None
     pending_mark = False
+    coded_at: set[int] = set()  # indexes in nums of coded values
+    meter_numbers: set[int | None] = set()
+    others: list[_Other] = []
+    example = ctx.formats.example
     for item in items:
         if isinstance(item, _Num):
             if pending_mark:
                 if not item.could_be_account:
-                    return _bad_account(item.raw)
+                    return fail.bad_account(item.raw)
                 if account is not None and account != item.int_part:
-                    return _two_accounts()
+                    return fail.two_accounts(example)
                 account, pending_mark = item.int_part, False
             elif pending_zone is not None:
                 nums.append((pending_zone.code, item))
@@ -483,45 +541,56 @@ def _values(items: list[_Item], account: str | None, may_infer_account: bool) ->
             else:
                 nums.append((None, item))
         elif pending_zone is not None:
-            return _zone_without_value(pending_zone.text)
+            return fail.zone_without_value(pending_zone.text)
         elif isinstance(item, _Zone):
             if pending_mark:
-                return _account_without_number()
+                return fail.account_without_number()
             pending_zone = item
+        elif isinstance(item, _Coded):
+            coded_at.add(len(nums))
+            meter_numbers.add(item.meter_number)
+            nums.append((item.zone, item.num))
+        elif isinstance(item, _Other):
+            others.append(item)
         else:
             pending_mark = True
     if pending_zone is not None:
-        return _zone_without_value(pending_zone.text)
+        return fail.zone_without_value(pending_zone.text)
     if pending_mark:
-        return _account_without_number()
+        return fail.account_without_number()
 
     # Only numbers, no "ЛС": the first is the account when it is a bare 5-12 digit integer and
-    # something follows it; a lone number is always a reading.
-    if account is None and may_infer_account and len(nums) >= 2:
+    # something follows it (a value or a code of something else); a lone number is a reading.
+    if account is None and serial is None and nums and len(nums) + len(others) >= 2 and 0 not in coded_at:
         first_zone, first = nums[0]
         if first_zone is None and first.could_be_account:
             account = first.int_part
             nums = nums[1:]
+            coded_at = {i - 1 for i in coded_at}
 
-    if not nums:
-        return _no_value()
-    zones = [zone for zone, _ in nums]
-    if None in zones and any(zones):
-        return _mixed_zones()
-    seen: set[str] = set()
-    for zone in zones:
-        if zone is not None:
-            if zone in seen:
-                return _duplicate_zone(zone)
-            seen.add(zone)
-    if len(nums) > 3:
-        return _too_many_values()
-    if zones[0] is not None:
-        nums.sort(key=lambda zn: zn[0] or "")  # labelled: canonical T1, T2, T3 order
-    return ParsedReading(account, None, tuple((zone, num.value) for zone, num in nums))
+    if others and not nums:
+        return fail.not_electricity(others[0].code, others[0].what)
+    if len(meter_numbers) > 1:
+        return fail.several_meters()
+    number = next(iter(meter_numbers), None)
+    ignored = tuple(o.code for o in others)
+    reading = _reading(ctx, account, serial, nums, bool(coded_at), number, ignored)
+
+    # "<account> <number> <values>": the number may be the meter's serial (a format declares it).
+    if not (ctx.formats.serial_between and account and serial is None and len(nums) >= 2):
+        return reading
+    first_zone, first = nums[0]
+    if first_zone is not None or 0 in coded_at or not first.could_be_serial:
+        return reading
+    as_serial = _reading(ctx, account, first.int_part, nums[1:], bool(coded_at), number, ignored)
+    if isinstance(as_serial, ParseFailure):
+        return reading
+    if isinstance(reading, ParseFailure):
+        return as_serial
+    return replace(reading, alternatives=(as_serial,), unclear=first.raw)
 
 
-def _hash_form(original: str, folded: str) -> ParsedReading | ParseFailure | None:
+def _hash_form(ctx: _Text, original: str, folded: str, codes: _Codes) -> ParsedReading | ParseFailure | None:
     """<account>#<serial>#<value>[#<value>...], or None when the text is not in that form."""
     parts = folded.split("#")
     raw_parts = original.split("#")
@@ -530,28 +599,26 @@ def _hash_form(original: str, folded: str) -> ParsedReading | ParseFailure | Non
     while len(parts) > 2 and not parts[-1].strip():  # trailing "#"s end the message
         parts.pop()
 
-    account_items = _scan(parts[0])
+    example = ctx.formats.example
+    account_items = _scan(parts[0], codes, example)
     if isinstance(account_items, ParseFailure):
         return account_items
     nums = [item for item in account_items if isinstance(item, _Num)]
-    if len(nums) != 1 or any(isinstance(item, _Zone) for item in account_items):
-        return _bad_account(parts[0].strip())
+    if len(nums) != 1 or len(account_items) != sum(isinstance(i, _Num | _Mark) for i in account_items):
+        return fail.bad_account(parts[0].strip())
     if not nums[0].could_be_account:
-        return _bad_account(parts[0].strip())
+        return fail.bad_account(parts[0].strip())
     account = nums[0].int_part
 
     raw_serial = raw_parts[1] if len(raw_parts) == len(folded.split("#")) else parts[1]
     serial = raw_serial.strip().lstrip("№").strip().upper().translate(_CYRILLIC_TO_LATIN_UPPER)
     if not serial.isascii() or not _SERIAL.fullmatch(serial) or len(serial) > 40:
-        return _bad_serial(raw_serial.strip())
+        return fail.bad_serial(raw_serial.strip())
 
-    value_items = _scan(" ".join(parts[2:]))
+    value_items = _scan(" ".join(parts[2:]), codes, example)
     if isinstance(value_items, ParseFailure):
         return value_items
-    result = _values(value_items, account, may_infer_account=False)
-    if isinstance(result, ParseFailure):
-        return result
-    return ParsedReading(result.account, serial, result.values)
+    return _values(replace(ctx, hashed=True), value_items, account, serial)
 
 
 def _command(folded: str) -> Command | None:
@@ -566,30 +633,43 @@ def _command(folded: str) -> Command | None:
     return Command(name) if name else None
 
 
+# A trailing e-mail address (Газпром энергосбыт Брянск: "ЛС показание e-mail"), as typed.
+_EMAIL_TAIL = re.compile(r"(?:^|(?<=[\s,;]))([^\s@,;]{1,64}@[^\s@,;]{1,190}\.[^\s@,;.]{2,24})[\s.,;!]*$")
+
+
 # --- public API ------------------------------------------------------------------------------
 
 
-def parse_message(text: str) -> ParsedReading | Command | ParseFailure:
-    """Parse one resident message (SMS or chat) into a reading, a command or a failure; never raises."""
+def parse_message(text: str, formats: FormatSet = HOUSE) -> ParsedReading | Command | ParseFailure:
+    """Parse one resident message (SMS or chat) into a reading, a command or a failure; never
+    raises. `formats`: the enabled text formats (gateway/formats.py); the house grammar alone
+    when not given."""
+    example = formats.example
     if not isinstance(text, str):
-        return _empty()
+        return fail.empty(example)
     if len(text) > MAX_MESSAGE_CHARS:  # before any regex: refusing must stay cheap
-        return _too_long()
+        return fail.too_long(example)
     folded = _fold(text)
     command = _command(folded)  # before the emptiness check: "?" alone is the help command
     if command is not None:
         return command
+    contact = None
+    if formats.trailing_email and "@" in text and (m := _EMAIL_TAIL.search(text)):
+        contact, text = m.group(1), text[: m.start(1)]
+        folded = _fold(text)
     if not _SEP.sub("", folded):
-        return _empty()
+        return fail.empty(example)
+    ctx = _Text(formats, False, contact)
+    codes = _codes(formats)
     if "#" in folded:
-        hashed = _hash_form(text, folded)
+        hashed = _hash_form(ctx, text, folded, codes)
         if hashed is not None:
             return hashed
         folded = folded.replace("#", " ")
-    items = _scan(folded)
+    items = _scan(folded, codes, example)
     if isinstance(items, ParseFailure):
         return items
-    return _values(items, None, may_infer_account=True)
+    return _values(ctx, items, None)
 
 
 _DTMF = re.compile(r"([0-9]+)(?:\*([0-9]*))?#?")

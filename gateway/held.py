@@ -64,7 +64,8 @@ async def confirm(
         group = CHANNEL_GROUP[channel]
         limits = getattr(config.validation, group.value).model_copy(update={"band_severity": "info"})
         states = await _states(conn, meter)
-        values = {r["zone"]: r["value"] for r in rows}
+        # judged again from the registers as sent: evaluate() applies the meter's ratio itself
+        values = {r["zone"]: r["raw_value"] or r["value"] for r in rows}
         taken_at = rows[0]["taken_at"]
         ev = evaluate(
             meter=meter,
@@ -76,6 +77,7 @@ async def confirm(
             group=group,
             limits=limits,
             states=states,
+            control=bool(rows[0]["control"]),
         )
         found = [r for r in ev.reasons if r.code != "unexpected_consumption"]
         found.append(
@@ -258,6 +260,7 @@ async def _set(
                 group,
                 consumption.get(r["zone"]),
                 None,
+                bool(r["control"]),
             )
             state.last_receipt = r["inbound_id"]
             touched[(meter.id, r["zone"])] = state

@@ -41,15 +41,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway import held
+from gateway.branches import Branch, Branches
 from gateway.calendar import WorkCalendar
 from gateway.config import Config
-from gateway.held_lifecycle import HeldReceipt, escalate_at, held_receipts, period_closes, remind_at
+from gateway.held_lifecycle import HeldReceipt, escalate_at, held_receipts, remind_at
 from gateway.intake import Clock
 from gateway.metrics import Metrics
 from gateway.model import Channel, Status
 from gateway.notify import Notifiers, Reading, SendFailed
 from gateway.privacy import mask_phones_in
-from gateway.reminders import GIVE_UP_AFTER, JobStatus, account_zones, notice_hours, repeat
+from gateway.reminders import GIVE_UP_AFTER, JobStatus, account_place, notice_hours, repeat
 from gateway.store.schema import accounts, readings
 from gateway.store.schema_held import FANOUT, notices
 from gateway.validation.explain import num, period_ru
@@ -76,6 +77,15 @@ class HeldJob:
     senders: Notifiers  # the doors that reach residents (`host.notifiers`)
     metrics: Metrics | None = None
     status: JobStatus = field(default_factory=JobStatus)
+    branches: Branches | None = None  # None: made from `config` around `calendar` (the default's)
+
+    def __post_init__(self) -> None:
+        if self.branches is None:
+            self.branches = Branches(self.config, self.calendar)
+
+    def _branch(self, stored: str | None) -> Branch:
+        assert self.branches is not None
+        return self.branches.of(stored)
 
     async def run_once(self) -> dict[str, int]:
         """One pass; returns what it did: expired, escalated, reminded (queued), sent."""
@@ -100,12 +110,13 @@ class HeldJob:
 
     async def _advance(self, h: HeldReceipt, now: datetime, done: dict[str, int]) -> None:
         """Expire, escalate or queue the reminder of one held submission, whichever is due."""
-        if now >= period_closes(self.calendar, self.config, h.period):
+        branch = self._branch(h.branch)
+        if now >= branch.closes(h.period):
             done["expired"] += await held.expire(self.engine, h.receipt, now)
             return
         if h.verdict != Status.NEEDS_CONFIRMATION.value:
             return
-        due = escalate_at(self.calendar, self.config, h)
+        due = escalate_at(branch, self.config, h)
         if now >= due:
             why = f"not confirmed by {due.isoformat(timespec='minutes')}"
             done["escalated"] += await held.escalate(self.engine, h.receipt, now, why)
@@ -219,12 +230,13 @@ class HeldJob:
                 continue  # the channel is off, or down in this run
             async with self.engine.connect() as conn:
                 info = await _reading(conn, row.receipt)
-                zone = (await account_zones(conn, [info.account_id])).get(info.account_id) if info else None
+                place = await account_place(conn, info.account_id) if info else (None, None)
             if info is None or (row.kind == "confirm_reminder" and info.verdict != Status.NEEDS_CONFIRMATION):
                 await self._finish(row.id, "dropped", None)  # decided meanwhile: nothing to remind of
                 self._count(row.kind, row.channel, "dropped")
                 continue
-            if not sender.any_hour and not notice_hours(self.calendar, zone, self.clock()):
+            branch_id, zone = place
+            if not sender.any_hour and not notice_hours(self._branch(branch_id), zone, self.clock()):
                 continue  # a later run sends it, once it is daytime there
             if not await self._claim(row.id):
                 continue  # another gateway process has it
@@ -363,7 +375,13 @@ def held_job(host: Host) -> HeldJob:
 def install(host: Host, app: web.Application) -> None:
     """Run the held-readings job as a background task of every gateway."""
     job = _JOBS[host] = HeldJob(
-        host.engine, host.config, host.calendar, host.clock, host.notifiers, host.metrics
+        host.engine,
+        host.config,
+        host.calendar,
+        host.clock,
+        host.notifiers,
+        host.metrics,
+        branches=host.branches,
     )
 
     async def held_readings(host: Host) -> None:

@@ -6,7 +6,8 @@
   `escalate_after_hours` after receipt, or at the latest when the last working day before its
   period's cut-off begins, so the back office has that day to decide.
 * A reading still held (awaiting confirmation or flagged) when its period closes (local midnight
-  starting `[calendar] cutoff_day`) expires: rejected with reason code "expired".
+  starting the cut-off day of the account's branch, gateway/branches.py) expires: rejected with
+  reason code "expired".
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.account_views import ReceiptView, _group_receipts, _receipt_query
-from gateway.calendar import WorkCalendar, period_window
+from gateway.branches import Branch
 from gateway.config import Config
 from gateway.model import Status
-from gateway.store.schema import readings
+from gateway.store.schema import accounts, readings
 
 HELD = (Status.NEEDS_CONFIRMATION.value, Status.FLAGGED.value)
 
@@ -36,23 +37,19 @@ class HeldReceipt:
     period: str
     verdict: str
     received_at: datetime
-
-
-def period_closes(calendar: WorkCalendar, config: Config, period: str) -> datetime:
-    """The moment (UTC) the period's acceptance closes: local midnight starting the cut-off day."""
-    cal = config.calendar
-    _, last = period_window(period, cal.window_start_day, cal.cutoff_day)
-    return datetime.combine(last + timedelta(days=1), time(0), tzinfo=calendar.timezone).astimezone(UTC)
+    branch: str | None = None  # the account's (gateway/branches.py); None: the default
 
 
 def remind_at(config: Config, held: HeldReceipt) -> datetime:
     return held.received_at + timedelta(hours=config.held.confirm_remind_after_hours)
 
 
-def escalate_at(calendar: WorkCalendar, config: Config, held: HeldReceipt) -> datetime:
+def escalate_at(branch: Branch, config: Config, held: HeldReceipt) -> datetime:
     """`escalate_after_hours` after receipt, at the latest when the last working day before the
-    period's cut-off begins (so the back office still has a working day for it)."""
-    closes = period_closes(calendar, config, held.period)
+    period's cut-off in the account's branch begins (so the back office still has a working day
+    for it)."""
+    calendar = branch.calendar
+    closes = branch.closes(held.period)
     day = calendar.local_date(closes) - timedelta(days=1)
     while not calendar.is_working_day(day):
         day -= timedelta(days=1)
@@ -70,7 +67,9 @@ async def held_receipts(conn: AsyncConnection) -> list[HeldReceipt]:
             func.min(readings.c.period),
             func.min(readings.c.verdict),
             func.min(readings.c.received_at),
+            func.min(accounts.c.branch),
         )
+        .join(accounts, accounts.c.id == readings.c.account_id)
         .where(readings.c.verdict.in_(HELD))
         .group_by(readings.c.inbound_id)
         .order_by(readings.c.inbound_id)

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.billing import Billing
+from gateway.branches import Branches
 from gateway.calendar import WorkCalendar
 from gateway.config import Config
 from gateway.intake import Intake
@@ -29,7 +30,8 @@ class Host(Protocol):
 
     config: Config  # the whole configuration; a door reads its own section with `config.section`
     clock: Callable[[], datetime]  # the gateway's clock (settable in tests): every "now" comes from it
-    calendar: WorkCalendar  # periods, working days, notice hours
+    calendar: WorkCalendar  # the default branch's periods, working days, notice hours
+    branches: Branches  # each account's branch: its periods, due times, notice hours (gateway/branches.py)
     engine: AsyncEngine  # the store, for the door's own tables and the core's read queries
     intake: Intake  # `submit` / `submit_many`: the one way readings enter
     billing: Billing

@@ -132,6 +132,13 @@ class Intake:
         except Exception as exc:  # the intake starts anyway; its groups fail until the database is back
             log.warning("privacy key not loaded: %s", exc)
 
+    async def preview(self, sub: Submission) -> Verdict:
+        """What `submit(sub)` would answer now, with nothing stored or counted (gateway/decide.py,
+        `Decider.preview`): a check of a row as it is typed, not a decision."""
+        decider = Decider(self.config, self.calendar, self.engine.dialect.name == "postgresql")
+        async with self.engine.connect() as conn:
+            return await decider.preview(conn, sub, self.clock())
+
     async def submit(self, sub: Submission) -> Verdict:
         """Decide one submission; returns once its verdict is durably stored."""
         return (await self.submit_many([sub]))[0]

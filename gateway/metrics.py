@@ -60,29 +60,38 @@ class Metrics:
         )
         self.backlog = Gauge(
             "gateway_billing_backlog",
-            "Accepted readings not yet committed to billing",
+            "Accepted readings not yet committed to billing, by the account's branch",
+            ["branch"],
             registry=self.registry,
         )
         self.oldest_age = Gauge(
             "gateway_billing_oldest_uncommitted_seconds",
-            "Age of the oldest accepted reading not yet committed to billing",
+            "Age of the oldest accepted reading not yet committed to billing, by branch",
+            ["branch"],
             registry=self.registry,
         )
         self.overdue = Gauge(
             "gateway_billing_overdue",
-            "Accepted readings past their working-day deadline",
+            "Accepted readings past their working-day deadline, by branch",
+            ["branch"],
+            registry=self.registry,
+        )
+        self.next_due = Gauge(
+            "gateway_billing_next_due_seconds",
+            "Seconds until the earliest due time of an accepted reading not yet committed, by branch (negative: past it; 0 with no backlog)",
+            ["branch"],
             registry=self.registry,
         )
         self.held = Gauge(
             "gateway_readings_held",
-            "Readings waiting for the sender's confirmation or the back office",
-            ["status"],
+            "Readings waiting for the sender's confirmation or the back office, by branch",
+            ["branch", "status"],
             registry=self.registry,
         )
         self.held_overdue = Gauge(
             "gateway_readings_held_overdue",
-            "Held readings (by status) past the due time they got at receipt",
-            ["status"],
+            "Held readings (by branch and status) past the due time they got at receipt",
+            ["branch", "status"],
             registry=self.registry,
         )
         self.held_events = Counter(
@@ -95,6 +104,37 @@ class Metrics:
             "gateway_resident_notices_total",
             "Notices to residents by kind (confirm_reminder, committed, expired), channel and outcome",
             ["kind", "channel", "outcome"],
+            registry=self.registry,
+        )
+        # Billing sinks (gateway/billing_delivery.py), by the sink's name (http, folder, nats).
+        self.sink_batches = Counter(
+            "gateway_sink_batches_total",
+            "Delivery attempts of batches by sink and outcome (delivered: acknowledged; failed)",
+            ["sink", "outcome"],
+            registry=self.registry,
+        )
+        self.sink_readings = Counter(
+            "gateway_sink_readings_total",
+            "Readings in batches the sink acknowledged",
+            ["sink"],
+            registry=self.registry,
+        )
+        self.sink_pending = Gauge(
+            "gateway_sink_pending_readings",
+            "Readings waiting for the sink (a billing sink: not yet committed; a copy sink: committed, not yet copied)",
+            ["sink"],
+            registry=self.registry,
+        )
+        self.sink_failing = Gauge(
+            "gateway_sink_failing_seconds",
+            "How long the sink has been failing to deliver its current batch (0: not failing)",
+            ["sink"],
+            registry=self.registry,
+        )
+        self.sink_last_delivery = Gauge(
+            "gateway_sink_last_delivery_timestamp_seconds",
+            "Unix time of the sink's last acknowledged batch (0: none yet)",
+            ["sink"],
             registry=self.registry,
         )
 

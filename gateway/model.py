@@ -14,6 +14,9 @@ from enum import IntEnum, StrEnum
 from operator import attrgetter
 from typing import Any, TypeVar
 
+from gateway.grammar import ParsedReading
+from gateway.grammar_failures import ParseFailure
+
 _T = TypeVar("_T")
 
 
@@ -44,6 +47,10 @@ class Channel(StrEnum):
     DEVICE = "device"  # pushed by a field device or head-end over HTTP
     MODBUS = "modbus"  # polled by the gateway itself
     MQTT = "mqtt"
+    FILE = "file"  # a row of a partner's file (payment agent, bank, terminal, portal, app)
+    SITE = "site"  # the form on the retailer's site, without signing in
+    PAPER = "paper"  # a paper form (drop-box, fax, mail) typed in on the operators' desk
+    MAIL = "mail"  # an e-mail to the readings mailbox (adapters/mail/)
 
 
 class RuleGroup(StrEnum):
@@ -63,6 +70,12 @@ CHANNEL_GROUP: dict[Channel, RuleGroup] = {
     Channel.DEVICE: RuleGroup.DEVICES,
     Channel.MODBUS: RuleGroup.DEVICES,
     Channel.MQTT: RuleGroup.DEVICES,
+    # Values someone other than the resident wrote down: held for the back office when unusual,
+    # never asked back (a partner's file and a paper form have no one to ask).
+    Channel.FILE: RuleGroup.OPERATORS,
+    Channel.PAPER: RuleGroup.OPERATORS,
+    Channel.SITE: RuleGroup.RESIDENTS,
+    Channel.MAIL: RuleGroup.RESIDENTS,
 }
 
 
@@ -120,7 +133,8 @@ class Submission:
 
     `values` maps a zone code (`T`, `T1`, `T2`, `T3`) to the value exactly as the sender gave it
     (a string, so that "12 345,6" and "abc" reach validation unchanged). A channel that only has
-    free text (SMS, chat) puts it in `text` and leaves `values` empty: the core's grammar parses it.
+    free text (SMS, chat) puts it in `text` and leaves `values` empty: the core's grammar reads
+    it, or the door hands its own parse of the text in `reading`.
     """
 
     channel: Channel
@@ -137,6 +151,12 @@ class Submission:
     # (one value -> a single-rate meter; two or three -> T1, T2, T3).
     positional_values: tuple[str, ...] = ()
     employee: str | None = None  # who entered it on the resident's behalf (operator channel)
+    # The door's parse of `text` (gateway/grammar.py, with the enabled formats), so the text is
+    # parsed once; None: the core parses `text` itself (gateway/text_intake.py).
+    reading: ParsedReading | ParseFailure | None = None
+    # A control reading: taken by the retailer's inspector (a partner's file of handhelds with
+    # `control = true`); stored marked as such, and residents' readings are compared with it.
+    control: bool = False
 
 
 @_pickled_as_arguments

@@ -20,12 +20,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.config import VerificationConfig
+from gateway.privacy import mask_phone
 from gateway.store.schema import accounts
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class DueReminder:
     kind: str  # "window_start" | "last_day"
     window_end: date  # the last day readings of `period` are taken
     today: date  # local
+    contacts: str = ""  # where the branch's residents ask questions ("" : none to name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,18 @@ class CodeSender(Protocol):
 
     async def send_code(self, engine: AsyncEngine, account: str, text: str) -> bool:
         """Send `text` to the account's registered destinations; True if any took it."""
+        ...
+
+
+@runtime_checkable
+class PhoneCodeSender(Protocol):
+    """A code sender that also reaches one given phone (the SMS door): a business customer's
+    contact gets the code on the phone they signed in with (gateway/business.py)."""
+
+    channel: str
+
+    async def send_code_to_phone(self, phone: str, text: str) -> bool:
+        """Send `text` to this phone (E.164); True if it took it."""
         ...
 
 
@@ -126,6 +140,10 @@ class LogCodeSender:
         if not await account_exists(engine, account):
             return False
         log.warning("verification.code_to_log: account %s, %s", account, text)
+        return True
+
+    async def send_code_to_phone(self, phone: str, text: str) -> bool:
+        log.warning("verification.code_to_log: phone %s, %s", mask_phone(phone), text)
         return True
 
 

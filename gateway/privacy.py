@@ -96,6 +96,26 @@ def chat_ref(chat_id: int | str) -> str:
     return "#" + keyed_hash(f"telegram:{chat_id}")[:16]
 
 
+def normalize_email(address: str) -> str:
+    """'Ivan.Petrov@Mail.RU ' -> 'ivan.petrov@mail.ru': the form the registry keeps and matches.
+
+    The local part is folded too: no Russian mail service tells addresses apart by case, and a
+    resident who types a capital letter must still be recognised."""
+    return address.strip().lower()
+
+
+def email_ref(address: str) -> str:
+    """An e-mail sender as stored with readings: '#' and 16 hex digits of its keyed hash (as a
+    Telegram chat): tells senders apart and finds their readings again, reveals no address."""
+    return "#" + keyed_hash(f"mail:{normalize_email(address)}")[:16]
+
+
+def mask_email(address: str) -> str:
+    """'ivan.petrov@mail.ru' -> 'i***@mail.ru': for logs."""
+    local, _, domain = normalize_email(address).partition("@")
+    return f"{local[:1]}***@{domain}" if domain else "***"
+
+
 async def prepare(engine: AsyncEngine, config: Config, now: datetime) -> None:
     """Load the secret and hash with it; the configuration carries it to processes started from it."""
     secret = await load_secret(engine, config.privacy, now)

@@ -18,9 +18,9 @@ from types import ModuleType
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway import plugins
+from gateway import business, plugins
 from gateway.config import Config
-from gateway.store.schema import accounts, audit, inbound, meters, phones, readings
+from gateway.store.schema import RESIDENT_PAYLOAD_CHANNELS, accounts, audit, inbound, meters, phones, readings
 
 HEADER = (
     "Personal data held about account {number}. Printed in full for answering the data subject's "
@@ -51,6 +51,7 @@ async def privacy_report(engine: AsyncEngine, config: Config, number: str) -> li
             f"  account:   {account.number}",
             f"  address:   {account.address or '-'}",
             f"  time zone: {account.timezone or '(the branch zone)'}",
+            f"  branch:    {account.branch or 'default'}",
             f"  updated:   {_when(account.updated_at)}",
         ]
         meter_rows = (
@@ -63,6 +64,16 @@ async def privacy_report(engine: AsyncEngine, config: Config, number: str) -> li
         for m in meter_rows:
             state = "active" if m.active else "inactive"
             out.append(f"  meter:     {m.serial} ({m.model or 'model not given'}, zones {m.zones}, {state})")
+        # A business customer's contact persons are people too (gateway/business.py).
+        customer = (await business.customers_in(conn, [account.id])).get(account.id)
+        if customer is not None:
+            out.append(
+                f"  customer:  {customer.name} ({customer.kind}, contract {customer.contract}, INN {customer.inn})"
+            )
+            out += [
+                f"  contact:   {c.name}, phone {c.phone or '-'}, e-mail {c.email or '-'}"
+                for c in customer.contacts
+            ]
 
         numbers = sorted(
             (await conn.execute(select(phones.c.phone).where(phones.c.account_id == account.id))).scalars()
@@ -106,7 +117,7 @@ async def privacy_report(engine: AsyncEngine, config: Config, number: str) -> li
                 select(func.count(), func.min(inbound.c.received_at)).where(
                     or_(inbound.c.id.in_(of_account), inbound.c.source.in_(refs)),
                     inbound.c.payload != "",
-                    inbound.c.channel.in_(("sms", "telegram", "ivr", "cabinet")),
+                    inbound.c.channel.in_(RESIDENT_PAYLOAD_CHANNELS),
                 )
             )
         ).one()

@@ -5,16 +5,18 @@ in `host.notifiers` that take reminders (gateway/notify.py: SMS when `[sms] send
 and `[sms] reminders` is on; Telegram when `[telegram] reminders` is). Every `[sms]
 reminder_check_seconds` it asks:
 
+* Each branch on its own (gateway/branches.py): its window, its holidays, its zone, its
+  contacts (named in its reminders' text).
 * Is it a sending hour? Only 10:00-21:00 in the resident's time zone (the account's `timezone`
-  from the registry, else `[calendar] timezone`, the branch's zone) and never on a public holiday
+  from the registry, else its branch's zone) and never on a public holiday of its branch
   (`WorkCalendar.quiet_hours_ok`).
-* Which reminder is due? The window of the current period runs from `window_start_day` to the
-  day before `cutoff_day`. "window_start" goes on the first day of the window on which sending
-  is allowed (or, after an outage, on the next one); "last_day" on the window's last day, or on
-  the last day before it that is not a public holiday.
-* To whom? Accounts with an active meter that has no reading of this period yet (a rejected
-  reading does not count; one from any channel or device does), through each door's contacts
-  for them (SMS: the registry's phones, less those that answered "стоп").
+* Which reminder is due? The window of the branch's current period runs from `window_start_day`
+  to the day before `cutoff_day`. "window_start" goes on the first day of the window on which
+  sending is allowed (or, after an outage, on the next one); "last_day" on the window's last
+  day, or on the last day before it that is not a public holiday.
+* To whom? The branch's accounts with an active meter that has no reading of this period yet (a
+  rejected reading does not count; one from any channel or device does), through each door's
+  contacts for them (SMS: the registry's phones, less those that answered "стоп").
 
 Each reminder (channel, recipient, period, kind) is claimed in `reminder_log` before it is sent,
 so it never goes twice, whichever gateway process gets there first; a claim whose sending
@@ -27,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +37,7 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.branches import Branch, Branches
 from gateway.calendar import WorkCalendar, billing_period, period_window
 from gateway.config import Config
 from gateway.intake import Clock
@@ -78,10 +81,10 @@ def due_reminder(
     return DueReminder(period, kind, end, today)
 
 
-def notice_hours(calendar: WorkCalendar, zone: str | None, now: datetime) -> bool:
-    """May an SMS or phone notice go now: 10:00-21:00 and not a public holiday, in `zone` (an
-    account's own) or the retailer's."""
-    return calendar.in_zone(zone).quiet_hours_ok(now, START_HOUR, END_HOUR)
+def notice_hours(branch: Branch, zone: str | None, now: datetime) -> bool:
+    """May an SMS or phone notice go now: 10:00-21:00 and not a public holiday of the account's
+    branch, in `zone` (the account's own) or the branch's."""
+    return branch.notice_calendar(zone).quiet_hours_ok(now, START_HOUR, END_HOUR)
 
 
 async def repeat(
@@ -126,45 +129,53 @@ class ReminderJob:
 
     engine: AsyncEngine
     config: Config
-    calendar: WorkCalendar
+    calendar: WorkCalendar  # the default branch's
     clock: Clock
     notifiers: list[Reminds]
     status: JobStatus = field(default_factory=JobStatus)
+    branches: Branches | None = None  # None: made from `config` around `calendar`
 
-    zones: dict[int, str] = field(default_factory=dict)  # account id -> its own time zone, if any
-
-    def _sending_hours(self, zone: str | None = None) -> bool:
-        return notice_hours(self.calendar, zone, self.clock())
+    def __post_init__(self) -> None:
+        if self.branches is None:
+            self.branches = Branches(self.config, self.calendar)
 
     async def run_once(self) -> int:
-        """One pass: send what is due now; returns how many reminders went out."""
-        self.status.last_run_at = self.clock()
+        """One pass: send what is due now in each branch; returns how many reminders went out."""
+        now = self.status.last_run_at = self.clock()
         if not self.notifiers:
             return 0
-        cal = self.config.calendar
-        due = due_reminder(self.calendar, cal.window_start_day, cal.cutoff_day, self.clock())
-        if due is None:
-            return 0
-        async with self.engine.connect() as conn:
-            missing = await accounts_without_reading(conn, due.period)
-            self.zones = await account_zones(conn, list(missing))
-        if not any(self._sending_hours(z) for z in {None, *self.zones.values()}):
-            return 0
+        assert self.branches is not None
         sent = 0
-        for notifier in self.notifiers:
-            if missing:
-                sent += await self._run_channel(notifier, due, missing)
+        for branch in self.branches:
+            due = due_reminder(branch.calendar, branch.window_start_day, branch.cutoff_day, now)
+            if due is None:
+                continue
+            due = replace(due, contacts=branch.contacts)
+            async with self.engine.connect() as conn:
+                missing = await accounts_without_reading(conn, due.period, self.branches.members(branch))
+                zones = await account_zones(conn, list(missing))
+            if not missing or not any(notice_hours(branch, z, now) for z in {None, *zones.values()}):
+                continue
+            for notifier in self.notifiers:
+                sent += await self._run_channel(notifier, branch, due, missing, zones)
         return sent
 
-    async def _run_channel(self, notifier: Reminds, due: DueReminder, missing: dict[int, str]) -> int:
+    async def _run_channel(
+        self,
+        notifier: Reminds,
+        branch: Branch,
+        due: DueReminder,
+        missing: dict[int, str],
+        zones: dict[int, str],
+    ) -> int:
         contacts = await notifier.contacts(self.engine, missing)
         async with self.engine.connect() as conn:
             done = await reminded(conn, notifier.channel, due.period, due.kind)
         sent = failures = 0
         for recipient in sorted(set(contacts) - done):
             # The resident's own zone: of the first of their accounts that has one.
-            zone = next((self.zones[a] for a in contacts[recipient] if a in self.zones), None)
-            if not self._sending_hours(zone):
+            zone = next((zones[a] for a in contacts[recipient] if a in zones), None)
+            if not notice_hours(branch, zone, self.clock()):
                 continue  # a later pass sends it, once it is daytime there
             where = {
                 "channel": notifier.channel,
@@ -214,6 +225,14 @@ async def account_zones(conn: AsyncConnection, account_ids: list[int]) -> dict[i
     return {r.id: r.timezone for r in rows}
 
 
+async def account_place(conn: AsyncConnection, account_id: int) -> tuple[str | None, str | None]:
+    """An account's branch and own time zone as the registry gives them (None: not given)."""
+    row = (
+        await conn.execute(select(accounts.c.branch, accounts.c.timezone).where(accounts.c.id == account_id))
+    ).first()
+    return (row.branch, row.timezone) if row is not None else (None, None)
+
+
 def install(host: Host, app: web.Application) -> None:
     """Run the reminder job as a background task; it idles when no door takes reminders."""
     status = JobStatus()
@@ -222,7 +241,9 @@ def install(host: Host, app: web.Application) -> None:
         notifiers = host.notifiers.reminding()
         if not notifiers:
             return
-        job = ReminderJob(host.engine, host.config, host.calendar, host.clock, list(notifiers), status)
+        job = ReminderJob(
+            host.engine, host.config, host.calendar, host.clock, list(notifiers), status, host.branches
+        )
         await job.run_forever(host.notifiers.reminder_check_seconds)
 
     host.background.append(reminders)

@@ -8,7 +8,8 @@ same message is still recognised and answered with its first receipt. A door tha
 messages of its own purges them the same way (`purge` of its `meter_gateway.privacy` module,
 gateway/plugins.py): the Telegram door empties finished updates, keeping their update_id.
 
-Device, Modbus, MQTT and operators' payloads carry no resident's data and are kept.
+Meter photos residents sent with their readings (gateway/photos.py) are deleted after the same
+retention. Device, Modbus, MQTT and operators' payloads carry no resident's data and are kept.
 The job runs inside `meter-gateway run` every `privacy.purge_interval_seconds`, in
 transactions of at most `privacy.purge_batch` rows, so it never holds the database for long.
 """
@@ -21,12 +22,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, select, text, update
+from sqlalchemy import and_, delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import plugins
 from gateway.privacy import chat_ref
 from gateway.store.schema import INBOUND_UNPURGED, audit, inbound, readings
+from gateway.store.schema_photos import reading_photos
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 class Purged:
     inbound: int
     doors: dict[str, int]  # a door's name (its `meter_gateway.privacy` declaration) -> rows purged
+    photos: int = 0  # meter photos deleted
 
 
 async def purge_once(engine: AsyncEngine, now: datetime, retention_days: int, batch: int) -> Purged:
@@ -56,6 +59,13 @@ async def purge_once(engine: AsyncEngine, now: datetime, retention_days: int, ba
         if n < batch:
             break
         await asyncio.sleep(0)  # let requests in between batches
+    photos = 0
+    while True:
+        n = await _purge_photos(engine, cutoff, batch)
+        photos += n
+        if n < batch:
+            break
+        await asyncio.sleep(0)
     doors: dict[str, int] = {}
     for entry, module in zip(plugins.declared(plugins.PRIVACY), plugins.privacy_modules(), strict=True):
         purge = getattr(module, "purge", None)
@@ -70,7 +80,7 @@ async def purge_once(engine: AsyncEngine, now: datetime, retention_days: int, ba
                 break
             await asyncio.sleep(0)
         doors[entry.name] = done
-    return Purged(done_inbound, doors)
+    return Purged(done_inbound, doors, photos)
 
 
 async def _purge_inbound(engine: AsyncEngine, cutoff: datetime, batch: int) -> int:
@@ -87,6 +97,23 @@ async def _purge_inbound(engine: AsyncEngine, cutoff: datetime, batch: int) -> i
         )
         if ids:
             await conn.execute(update(inbound).where(inbound.c.id.in_(ids)).values(payload=""))
+    return len(ids)
+
+
+async def _purge_photos(engine: AsyncEngine, cutoff: datetime, batch: int) -> int:
+    async with engine.begin() as conn:
+        ids = list(
+            (
+                await conn.execute(
+                    select(reading_photos.c.inbound_id)
+                    .where(reading_photos.c.received_at < cutoff)
+                    .order_by(reading_photos.c.received_at)
+                    .limit(batch)
+                )
+            ).scalars()
+        )
+        if ids:
+            await conn.execute(delete(reading_photos).where(reading_photos.c.inbound_id.in_(ids)))
     return len(ids)
 
 
@@ -119,10 +146,11 @@ async def purge_job(gateway: Host) -> None:
         purged = await purge_once(
             gateway.engine, gateway.clock(), cfg.payload_retention_days, cfg.purge_batch
         )
-        if purged.inbound or any(purged.doors.values()):
+        if purged.inbound or purged.photos or any(purged.doors.values()):
             log.info(
-                "privacy: purged the raw messages of %d submissions and %s older than %d days",
+                "privacy: purged the raw messages of %d submissions, %d meter photos and %s older than %d days",
                 purged.inbound,
+                purged.photos,
                 ", ".join(f"{n} of {door}" for door, n in purged.doors.items()) or "nothing of the doors",
                 cfg.payload_retention_days,
             )

@@ -16,11 +16,13 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import held_job, plugins, privacy, reminders, retention
 from gateway.app_keys import (
     BILLING,
+    BRANCHES,
     CALENDAR,
     CLOCK,
     CONFIG,
@@ -31,6 +33,7 @@ from gateway.app_keys import (
     METRICS,
 )
 from gateway.billing import Billing
+from gateway.branches import Branches
 from gateway.calendar import WorkCalendar
 from gateway.config import Config
 from gateway.host import BackgroundTask
@@ -61,9 +64,10 @@ class Gateway:
         self.clock = clock
         self.metrics = Metrics()
         self.calendar = WorkCalendar(config.calendar.timezone, config.calendar.holidays_override)
+        self.branches = Branches(config, self.calendar)  # the default branch's calendar is `calendar`
         self.engine: AsyncEngine = create_engine(config.database.url, echo=config.database.echo)
         self.intake = Intake(self.engine, config, self.calendar, self.metrics, clock)
-        self.billing = Billing(self.engine, config.billing.lease_seconds)
+        self.billing = Billing(self.engine, config.billing.lease_seconds, self.branches)
         self.notifiers = Notifiers()  # filled by the doors' install() in build_app
         self.health_probes: dict[str, Callable[[], dict[str, Any]]] = {}
         self.background: list[BackgroundTask] = []
@@ -85,6 +89,7 @@ class Gateway:
         app[METRICS] = self.metrics
         app[CLOCK] = self.clock
         app[CALENDAR] = self.calendar
+        app[BRANCHES] = self.branches
         app[HEALTH_PROBES] = self.health_probes
         app[MAX_BODY] = self.config.http.max_body_bytes
         for module in (*CORE_JOBS, *plugins.channel_modules()):
@@ -97,12 +102,14 @@ class Gateway:
         # Before anything is hashed (the SMS reply log, Telegram sources, senders' limits).
         await privacy.prepare(self.engine, self.config, self.clock())
         if self.config.registry.csv:
-            report = await import_registry(self.engine, self.config.registry.csv)
+            report = await import_registry(
+                self.engine, self.config.registry.csv, branches=self.config.branches.declared()
+            )
             log.info("registry %s: %s", self.config.registry.csv, report.summary().splitlines()[0])
         # Load the federal calendar of this year and the next now, not inside the first
         # decision (tens of ms for each year, which would stall the first group).
         year = self.calendar.local_date(self.clock()).year
-        self.calendar.preload(year, year + 1)
+        self.branches.preload(year, year + 1)
         await self.intake.start()
         self._runner = web.AppRunner(
             self.build_app(),
@@ -136,6 +143,22 @@ class Gateway:
                 log.exception("background task %s failed; restarting in 5 s", getattr(task, "__name__", task))
                 await asyncio.sleep(5)
 
+    async def reload(self) -> None:
+        """SIGHUP (`systemctl reload`): import `[registry] csv` again, as `meter-gateway import
+        registry` would (the intake sees the change at its next group through registry_version).
+        That file is the one thing safely reread under a running gateway; the configuration file is
+        read at start only, so a change to it needs a restart."""
+        path = self.config.registry.csv
+        if not path:
+            log.info("reload: no [registry] csv to import; configuration changes need a restart")
+            return
+        try:
+            report = await import_registry(self.engine, path, branches=self.config.branches.declared())
+        except (OSError, UnicodeDecodeError, SQLAlchemyError) as exc:
+            log.error("reload: registry %s not imported: %s: %s", path, type(exc).__name__, exc)
+            return
+        log.info("reload: registry %s: %s", path, report.summary().splitlines()[0])
+
     async def stop(self) -> None:
         """Stop taking requests, finish those in flight, drain the intake, close the database."""
         for t in self._tasks:
@@ -153,12 +176,25 @@ class Gateway:
 
 
 async def serve(gateway: Gateway) -> None:
-    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    """Run until SIGTERM or SIGINT, then shut down gracefully; SIGHUP reloads (`Gateway.reload`)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[None]] = set()
+    started = False
+
+    def reload() -> None:
+        if not started:  # start-up reads the registry anyway
+            log.info("reload: still starting; ignored")
+            return
+        task = loop.create_task(gateway.reload(), name="reload")
+        reloads.add(task)  # held until done: the loop keeps only a weak reference to a task
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)  # before start: SIGHUP's default would end the process
     await gateway.start()
+    started = True
     # Everything made by now (modules, configuration, routes, registry) lives as long as the
     # process. Frozen, the cycle collector stops walking it: under load its full collections
     # took ~200 ms each, stalling every request, and ~10 % of the event loop's time in all.

@@ -23,6 +23,10 @@ the residents' factors (the web cabinet's sign-in, Telegram account linking, the
   `code_minutes`, used once, voided after `code_attempts` wrong entries (each entry is counted
   before it is compared, in one statement, so concurrent guesses from any number of clients get
   at most that many compared). A code opens only the door (`Purpose`) it was issued for.
+- A business customer (gateway/business.py) is never verified by its account: every check here
+  that starts from an account number refuses one as if it were unknown. Its contact persons get
+  their codes on their own phone instead (`send_code_to_contact`, `check_contact_code`), the code
+  bound to the contract's account and that contact.
 """
 
 from __future__ import annotations
@@ -45,8 +49,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.accounts import phone_matches, phones_of_account
+from gateway.business import Contact, Customer, contact_of, is_business
 from gateway.config import VerificationConfig
-from gateway.notify import CodeSender, account_exists
+from gateway.notify import CodeSender, PhoneCodeSender, account_exists
 from gateway.store.schema_verification import signin_codes, signin_throttle, web_secrets
 
 if TYPE_CHECKING:
@@ -358,6 +363,8 @@ class Verifier:
                 return []
             if not account or not await account_exists(engine, account):
                 return []
+            if await is_business(engine, account):  # identified by contract and contact only
+                return []
             resend = s.code_resend_seconds
             once = Rule(free=1, cap=resend, base=resend, forget=resend)
             if await reserve(engine, Key(f"code:{purpose.name}", account, ANY), once, now):
@@ -393,8 +400,9 @@ class Verifier:
         """A phone the channel vouches for (Telegram's shared contact) is one registered for the account."""
 
         async def right() -> bool:
-            registered = await phones_of_account(engine, account) if account else []
-            return phone_matches(registered, phone)
+            if not account or await is_business(engine, account):
+                return False
+            return phone_matches(await phones_of_account(engine, account), phone)
 
         return await self._attempt(engine, limits, now, right)
 
@@ -406,10 +414,99 @@ class Verifier:
         async def right() -> bool:
             if not self.settings.phone_digits:
                 return False
-            registered = await phones_of_account(engine, account) if account else []
+            business = bool(account) and await is_business(engine, account)
+            registered = await phones_of_account(engine, account) if account and not business else []
             return digits_match(registered, digits)
 
         return await self._attempt(engine, limits, now, right)
+
+    def can_send_to_phone(self, purpose: Purpose) -> bool:
+        """Is there a sender this purpose may use that reaches a given phone (SMS, the demo's log)?"""
+        return any(purpose.allows(s) and isinstance(s, PhoneCodeSender) for s in self.senders)
+
+    def send_code_to_contact_later(
+        self,
+        engine: AsyncEngine,
+        contract: str,
+        phone: str,
+        purpose: Purpose,
+        requester: Key,
+        rule: Rule,
+        now: datetime,
+    ) -> None:
+        """`send_code_to_contact` in the background: the door answers as fast whether the contract
+        and the phone are known or not."""
+        task = asyncio.create_task(
+            self.send_code_to_contact(engine, contract, phone, purpose, requester, rule, now)
+        )
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def send_code_to_contact(
+        self,
+        engine: AsyncEngine,
+        contract: str,
+        phone: str,
+        purpose: Purpose,
+        requester: Key,
+        rule: Rule,
+        now: datetime,
+    ) -> list[str]:
+        """A code for the business customer's contact whose contract and phone these are, sent
+        to that phone alone (gateway/business.py); the channels that took it. Nothing is sent
+        when `requester` asked too often, when the contract has no contact with that phone, or
+        when a code for that contact went out less than `code_resend_seconds` ago."""
+        s = self.settings
+        try:
+            if await reserve(engine, requester, rule, now):
+                return []
+            found = await contact_of(engine, contract, phone)
+            if found is None or found[1].id is None or found[1].phone is None:
+                return []
+            subject = _contact_subject(found[0].number, found[1].id)
+            resend = s.code_resend_seconds
+            once = Rule(free=1, cap=resend, base=resend, forget=resend)
+            if await reserve(engine, Key(f"code:{purpose.name}", subject, ANY), once, now):
+                return []
+            senders = [x for x in self.senders if purpose.allows(x) and isinstance(x, PhoneCodeSender)]
+            via = ",".join(x.channel for x in senders)
+            code = await issue_code(engine, self.key, subject, now, s.code_minutes, via, purpose.name)
+            text = purpose.text.format(code=code, minutes=s.code_minutes)
+            delivered = [x.channel for x in senders if await x.send_code_to_phone(found[1].phone, text)]
+            log.info("%s code for %s: sent via %s", purpose.name, subject, ",".join(delivered) or "nothing")
+            return delivered
+        except Exception:
+            log.exception("%s code for a contact not sent", purpose.name)
+            return []
+
+    async def check_contact_code(
+        self,
+        engine: AsyncEngine,
+        contract: str,
+        phone: str,
+        purpose: Purpose,
+        code: str,
+        limits: Limits,
+        now: datetime,
+    ) -> tuple[Checked, tuple[Customer, Contact] | None]:
+        """The code typed by whoever gave this contract and phone, after the door's throttles are
+        reserved; with the customer and contact it verified (None unless the code was right)."""
+        verified: list[tuple[Customer, Contact]] = []
+
+        async def right() -> bool:
+            found = await contact_of(engine, contract, phone)
+            if found is None or found[1].id is None:
+                return False
+            subject = _contact_subject(found[0].number, found[1].id)
+            ok = await check_code(
+                engine, self.key, subject, code, now, self.settings.code_attempts, purpose.name
+            )
+            if ok:
+                verified.append(found)
+            return ok
+
+        checked = await self._attempt(engine, limits, now, right)
+        return checked, (verified[0] if verified else None)
 
     async def _attempt(
         self, engine: AsyncEngine, limits: Limits, now: datetime, right: Callable[[], Awaitable[bool]]
@@ -425,6 +522,12 @@ class Verifier:
     async def close(self) -> None:
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+def _contact_subject(account: str, contact_id: int) -> str:
+    """Whom a contact's code is kept under: the contract's account and the contact (32 characters
+    at most: an account is 16 digits)."""
+    return f"{account}:{contact_id}"[:32]
 
 
 VERIFIER = web.AppKey("verifier", Verifier)

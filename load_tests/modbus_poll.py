@@ -12,10 +12,8 @@ a separate server process so their CPU is not counted against the poller) are po
 Each reports the time of one cycle over all meters and the CPU seconds the polling process
 used for it, after a first cycle that opens the connections.
 
-RTU: a socat pty pair, a pymodbus RTU server with 10 meters in another process, the poller on
-the other end; requests per second achieved against the wire limit computed from the baud rate
-and the frame sizes (a pty does not slow bytes down to the baud rate, so the achieved rate shows
-the poller's own cost per request and the silent interval it keeps).
+Serial lines (Modbus RTU and the other protocols) are measured against the wire on a paced line
+by load_tests/meters_wire.py.
 
 Prints a table and one JSON line. Bounded in time and traffic; loopback only.
 """
@@ -38,6 +36,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from adapters.meters.config import ModbusBusConfig, ModbusConfig
+from adapters.meters.profiles import DEFAULT_DIR
 from gateway.config import load_config
 from gateway.model import Status, Submission, Verdict
 
@@ -52,7 +51,7 @@ async def _serve_tcp(count: int) -> None:
     from adapters.meters.profiles import load_profiles
     from adapters.meters.simulator import SimulatedBus, SimulatedMeter
 
-    profile = load_profiles(ROOT / "firmware_profiles")[PROFILE]
+    profile = load_profiles(DEFAULT_DIR)[PROFILE]
     buses = []
     ports = []
     for i in range(count):
@@ -63,22 +62,6 @@ async def _serve_tcp(count: int) -> None:
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent closes it
 
 
-async def _serve_rtu(device: str, baudrate: int, units: int) -> None:
-    from adapters.meters.profiles import load_profiles
-    from adapters.meters.simulator import SimulatedBus, SimulatedMeter
-
-    profile = load_profiles(ROOT / "firmware_profiles")[PROFILE]
-    bus = SimulatedBus(
-        [
-            SimulatedMeter(profile, u, {"import_total": 1000 + u, "serial": 60000000 + u})
-            for u in range(1, units + 1)
-        ]
-    )
-    await bus.start_rtu(device, baudrate=baudrate)
-    print(json.dumps({"ready": True}), flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-
-
 def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
     """A simulator process of this module; it runs until its standard input is closed."""
     return subprocess.Popen(
@@ -86,14 +69,6 @@ def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         cwd=ROOT,
-    )
-
-
-def _spawn_socat(socat: str, a: Path, b: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [socat, f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
     )
 
 
@@ -238,98 +213,6 @@ def _summary(runs: list[tuple[float, float]]) -> dict[str, float]:
     }
 
 
-async def bench_rtu(baudrate: int, seconds: float, units: int) -> dict[str, Any]:
-    from adapters.meters.modbus_link import LineTiming, rtu_reply_bytes
-    from adapters.meters.poller import BusWorker, ModbusPoller, load_modbus_profiles, read_plan
-
-    socat = shutil.which("socat")
-    if socat is None:
-        return {"skipped": "socat is not installed"}
-    tmp = Path(tempfile.mkdtemp(prefix="modbus-rtu-"))
-    a, b = tmp / "a", tmp / "b"
-    line = _spawn_socat(socat, a, b)
-    server = None
-    try:
-        for _ in range(200):
-            if a.exists() and b.exists():
-                break
-            await asyncio.sleep(0.01)
-        server = _spawn(["--serve-rtu", str(b), "--baud", str(baudrate), "--units", str(units)])
-        assert server.stdout is not None
-        json.loads(server.stdout.readline())
-        bus = ModbusBusConfig(
-            name="rtu-bench",
-            transport="rtu",
-            device=str(a),
-            baudrate=baudrate,
-            meters=[{"unit": u, "serial": f"RT-{u}", "profile": PROFILE} for u in range(1, units + 1)],
-            latency_ms=50,
-        )
-        modbus = ModbusConfig(buses=[bus])
-        profiles = load_modbus_profiles(modbus)
-        gw = SimpleNamespace(
-            engine=None, clock=lambda: datetime.now(UTC), metrics=_metrics(), intake=_StubIntake()
-        )
-        poller = ModbusPoller(gw, modbus, profiles)  # type: ignore[arg-type]
-        worker = BusWorker(poller, bus)
-        worker._registry_zones = _no_registry  # type: ignore[method-assign]
-        worker._remember = _nothing  # type: ignore[method-assign,assignment]  # no database here
-        link = worker.meters[0].link
-        deadline = time.perf_counter() + seconds
-        polls = 0
-        cpu, wall = time.process_time(), time.perf_counter()
-        requests0 = link.stats.requests
-        while time.perf_counter() < deadline:
-            for m in worker.meters:
-                await worker.poll_meter(m)
-                polls += 1
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        requests = link.stats.requests - requests0
-        plan = read_plan(profiles[PROFILE])
-        timing = LineTiming(baudrate)
-        per_poll_wire = sum(
-            timing.frame_seconds(8)
-            + timing.frame_seconds(rtu_reply_bytes(blk.count))
-            + 2 * timing.silent_interval
-            for blk in plan
-        )
-        failing = sum(1 for m in worker.meters if m.status != "ok")
-        link.close()
-        return {
-            "baudrate": baudrate,
-            "units": units,
-            "requests": requests,
-            "requests_per_s": round(requests / wall, 1),
-            "wire_limit_requests_per_s": round(len(plan) / per_poll_wire, 1),
-            "meter_polls_per_s": round(polls / wall, 1),
-            "wire_limit_meter_polls_per_s": round(1 / per_poll_wire, 1),
-            "cpu_ms_per_request": round(1000 * cpu / max(requests, 1), 3),
-            "silent_interval_ms": round(1000 * timing.silent_interval, 3),
-            "meters_not_ok": failing,
-        }
-    finally:
-        if server is not None and server.stdin is not None:
-            server.stdin.close()
-            server.wait(10)
-        line.terminate()
-        line.wait(5)
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-async def _no_registry(serial: str) -> tuple[str, ...] | None:
-    return ("T",)
-
-
-async def _nothing(*args: Any) -> None:
-    return None
-
-
-def _metrics() -> Any:
-    from gateway.metrics import Metrics
-
-    return Metrics()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m load_tests.modbus_poll", description=__doc__.splitlines()[0]
@@ -337,11 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--meters", type=int, default=1000)
     parser.add_argument("--cycles", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=100)
-    parser.add_argument("--rtu-seconds", type=float, default=5.0)
     parser.add_argument("--serve-tcp", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--serve-rtu", help=argparse.SUPPRESS)
-    parser.add_argument("--baud", type=int, default=9600, help=argparse.SUPPRESS)
-    parser.add_argument("--units", type=int, default=10, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     import logging
 
@@ -353,15 +232,11 @@ def main(argv: list[str] | None = None) -> int:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * args.serve_tcp + 256)), hard))
         asyncio.run(_serve_tcp(args.serve_tcp))
         return 0
-    if args.serve_rtu:
-        asyncio.run(_serve_rtu(args.serve_rtu, args.baud, args.units))
-        return 0
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * args.meters + 256)), hard))
     tcp = asyncio.run(bench_tcp(args.meters, args.cycles, args.concurrency))
-    rtu = [asyncio.run(bench_rtu(baud, args.rtu_seconds, 10)) for baud in (9600, 115200)]
     print(
         f"Modbus TCP: {tcp['meters']} meters x {tcp['requests_per_meter']} requests, {tcp['concurrency']} at once"
     )
@@ -373,16 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         row = tcp[key]
         print(f"  {key:28} {row['cycle_s']:>8.3f} {row['cpu_s']:>7.3f} {tcp[server_key]:>13.3f}")
-    for r in rtu:
-        if "skipped" in r:
-            print(f"Modbus RTU: skipped ({r['skipped']})")
-            continue
-        print(
-            f"Modbus RTU {r['baudrate']} baud, {r['units']} meters: {r['requests_per_s']} requests/s "
-            f"(wire limit {r['wire_limit_requests_per_s']}), {r['meter_polls_per_s']} meter polls/s "
-            f"(wire limit {r['wire_limit_meter_polls_per_s']}), {r['cpu_ms_per_request']} ms CPU/request"
-        )
-    print(json.dumps({"modbus_tcp": tcp, "modbus_rtu": rtu}))
+    print(json.dumps({"modbus_tcp": tcp}))
     return 0
 
 

@@ -3,7 +3,7 @@
 #
 #   scripts/render-prompts.sh [--durations] [--only NAME] [CATALOGUE] [OUTDIR]
 #
-# CATALOGUE defaults to deploy/ivr/prompts.toml, OUTDIR to var/ivr-sounds. Each prompt's
+# CATALOGUE defaults to adapters/ivr/prompts.toml, OUTDIR to var/ivr-sounds. Each prompt's
 # Russian text is spoken by espeak-ng (voice ru) and converted with sox. --durations prints
 # "name<TAB>seconds" for every rendered file (the figure to keep in the catalogue's
 # duration_seconds); --only renders one prompt. Copy OUTDIR to
@@ -23,7 +23,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-catalogue="${args[0]:-$here/deploy/ivr/prompts.toml}"
+catalogue="${args[0]:-$here/adapters/ivr/prompts.toml}"
 outdir="${args[1]:-$here/var/ivr-sounds}"
 rate="${ESPEAK_RATE:-150}"  # words per minute: a little slower than espeak's 175, for the phone
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests need, only those missing (CI runs as root).
+# systemd: systemd-analyze verifies deploy/systemd/meter-gateway.service (tests/test_systemd_unit.py).
+# dovecot-imapd: the mail door's tests and `make demo` run a private Dovecot (adapters/mail/dovecot.py).
 set -euo pipefail
-packages=(postgresql socat chromium espeak-ng sox kannel kannel-extras mosquitto)
+packages=(postgresql socat chromium espeak-ng sox kannel kannel-extras mosquitto prometheus nats-server systemd dovecot-imapd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

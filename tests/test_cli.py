@@ -23,8 +23,9 @@ from tests.conftest import PG_ADMIN_URL, REGISTRY_CSV, Running, stored
 ROOT = Path(__file__).resolve().parent.parent
 EXE = str(ROOT / ".venv" / "bin" / "meter-gateway")
 FIELDS = [
-    "reading_id", "account", "meter_serial", "zone", "value", "taken_at", "received_at",
-    "channel", "source", "employee", "period", "verdict", "reasons", "due_at", "committed_at",
+    "reading_id", "account", "meter_serial", "zone", "value", "raw_value", "ratio", "taken_at",
+    "received_at", "channel", "source", "employee", "period", "verdict", "reasons", "due_at",
+    "committed_at", "control",
 ]  # fmt: skip
 TABLES = {"accounts", "meters", "phones", "meter_state", "inbound", "readings", "batches", "audit"}
 

@@ -33,7 +33,7 @@ async def test_metrics_count_verdicts_and_reasons(running: Running) -> None:
     assert 'gateway_verdicts_total{channel="device",status="accepted"} 1.0' in text
     assert 'gateway_verdicts_total{channel="device",status="rejected"} 1.0' in text
     assert 'gateway_reasons_total{channel="device",code="bad_value"} 1.0' in text
-    assert "gateway_billing_backlog 1.0" in text
+    assert 'gateway_billing_backlog{branch="default"} 1.0' in text
 
 
 BAD_REQUESTS = [

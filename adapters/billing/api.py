@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from adapters.billing.sinks.service import RUNNERS
 from gateway.app_keys import BILLING, CLOCK, CONFIG
 from gateway.billing import BatchNotFound, Billing, LeaseExpired
 from gateway.bounds import CONTROL
@@ -77,11 +78,23 @@ async def commit_batch(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/billing/sla")
 async def sla(request: web.Request) -> web.Response:
-    """Pending readings, the next deadline and every overdue reading (1 working day by default)."""
+    """Pending readings, the next deadline and every overdue reading (1 working day by default),
+    per branch under `branches` (or one branch's alone with `?branch=ID`), and each billing
+    sink's state (adapters/billing/sinks/)."""
     _auth(request)
     billing: Billing = request.app[BILLING]
     clock: Clock = request.app[CLOCK]
-    return json_response(await billing.sla(clock()))
+    now = clock()
+    branch = None
+    if "branch" in request.query:  # ?branch=ID: that branch's figures and readings alone
+        wanted = request.query["branch"]
+        branch = billing.branches.get(wanted) if len(wanted) <= 32 else None
+        if branch is None:
+            known = ", ".join(billing.branches.ids())
+            raise ApiError(400, "unknown_branch", f"branch must be one of: {known}")
+    view = await billing.sla(now, branch=branch)
+    view["sinks"] = [await runner.state(now) for runner in request.app.get(RUNNERS, [])]
+    return json_response(view)
 
 
 def install(gateway: Gateway, app: web.Application) -> None:

@@ -5,7 +5,7 @@ information plus a fifth that connects an operator, at most 7 positions per leve
 60 seconds of information per level; every level offers "back" (`*`) and "operator" (`0`). The
 menu below declares what each level says (recorded prompts, numbers Asterisk speaks) and which
 keys it takes; `check_menu` adds the recorded durations from the prompt catalogue
-(`deploy/ivr/prompts.toml`) and reports every breach. The gateway checks at start-up and refuses to
+(`adapters/ivr/prompts.toml`, package data) and reports every breach. The gateway checks at start-up and refuses to
 run a menu that breaks the standard; the call dialogue (adapters/ivr/call.py) plays exactly the
 screens declared here.
 
@@ -21,12 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from gateway.resources import package_path
+
 MAX_INFO_LEVELS = 4  # the fifth level is the operator
 MAX_POSITIONS = 7
 MAX_SECONDS_PER_LEVEL = 60.0
 BACK, OPERATOR = "*", "0"
 DTMF_KEYS = frozenset("0123456789*#")
-DEFAULT_CATALOGUE = Path(__file__).resolve().parents[2] / "deploy" / "ivr" / "prompts.toml"
+# Package data (gateway/resources.py): found in the installation; `[ivr] prompts` replaces it.
+DEFAULT_CATALOGUE = package_path("adapters.ivr", "prompts.toml")
 
 # Asterisk's Russian numbers take about 0.6 s a word; these are the longest each slot can take.
 WORD_SECONDS = 0.6
@@ -187,6 +190,7 @@ REASON_PROMPTS: dict[str, str] = {
     "unknown_meter": "reason_meter",
     "meter_not_on_account": "reason_meter",
     "meter_ambiguous": "reason_meter",
+    "unknown_meter_number": "reason_meter",  # a text's "2Э…" names a meter the account lacks
     "no_meter": "reason_meter",
     "unknown_sender": "reason_meter",
     "account_ambiguous": "reason_meter",

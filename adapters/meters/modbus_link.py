@@ -32,71 +32,14 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 from pymodbus.framer import FramerRTU
 
+from adapters.meters.wire import LineTiming, LinkStats, ReadError, rtu_reply_bytes
+
+__all__ = ["LineTiming", "Link", "LinkStats", "ReadError", "rtu_reply_bytes", "serial_link", "tcp_link"]
+
 log = logging.getLogger(__name__)
 
 READ_FUNCTIONS = (3, 4)
-RTU_REQUEST_BYTES = 8  # unit, function, address (2), count (2), CRC (2)
 TCP_MBAP_BYTES = 7
-
-
-class ReadError(Exception):
-    """A request that did not give register words; `kind` is what the poller counts."""
-
-    def __init__(self, kind: str, detail: str = "", code: int | None = None) -> None:
-        super().__init__(f"{kind}: {detail}" if detail else kind)
-        self.kind = kind
-        self.detail = detail
-        self.code = code
-
-
-@dataclass(frozen=True, slots=True)
-class LineTiming:
-    """Serial line timing derived from its settings."""
-
-    baudrate: int
-    bytesize: int = 8
-    parity: str = "N"
-    stopbits: int = 1
-
-    @property
-    def bits_per_char(self) -> int:
-        return 1 + self.bytesize + (0 if self.parity == "N" else 1) + self.stopbits
-
-    @property
-    def char_seconds(self) -> float:
-        return self.bits_per_char / self.baudrate
-
-    @property
-    def silent_interval(self) -> float:
-        """t3.5: the gap that ends a frame; fixed at 1.75 ms above 19200 baud (spec 2.5.1.1)."""
-        return 0.00175 if self.baudrate > 19200 else 3.5 * self.char_seconds
-
-    def frame_seconds(self, nbytes: int) -> float:
-        return nbytes * self.char_seconds
-
-    def read_timeout(self, count: int, response_ms: int, latency_ms: int) -> float:
-        """Seconds to wait for the reply to a read of `count` registers."""
-        return (
-            self.frame_seconds(RTU_REQUEST_BYTES)
-            + response_ms / 1000
-            + self.frame_seconds(rtu_reply_bytes(count))
-            + self.silent_interval
-            + latency_ms / 1000
-        )
-
-    def wire_requests_per_second(self, count: int) -> float:
-        """Upper bound of reads of `count` registers per second that the line itself allows."""
-        busy = (
-            self.frame_seconds(RTU_REQUEST_BYTES)
-            + self.frame_seconds(rtu_reply_bytes(count))
-            + 2 * self.silent_interval
-        )
-        return 1 / busy
-
-
-def rtu_reply_bytes(count: int) -> int:
-    """unit, function, byte count, 2 bytes per register, CRC."""
-    return 5 + 2 * count
 
 
 @dataclass(slots=True)
@@ -109,17 +52,6 @@ class _Watch:
     crc_error: bool = False
     garbage: bool = False
     bytes_seen: int = 0
-
-
-@dataclass(slots=True)
-class LinkStats:
-    requests: int = 0
-    opened: int = 0
-    open_failures: int = 0
-    reopened: int = 0
-    last_open_error: str | None = None
-    next_open_at: float = 0.0  # monotonic time before which open() is not tried again
-    open_backoff: float = 0.0
 
 
 ClientFactory = Callable[[Callable[[bool, bytes], bytes]], AsyncModbusSerialClient | AsyncModbusTcpClient]
@@ -241,7 +173,8 @@ class Link:
                 ) from exc
             finally:
                 self._watch = None
-                self._quiet_since = time.monotonic()
+                if watch.bytes_seen == 0:  # nothing came back: the line is quiet since now
+                    self._quiet_since = time.monotonic()
             if reply.isError():
                 code = getattr(reply, "exception_code", None)
                 raise ReadError("exception", f"exception code {code}", code)
@@ -254,6 +187,9 @@ class Link:
         """pymodbus' trace_packet hook: classify received bytes the framer may silently drop."""
         if sending:
             return data
+        # The silent interval before the next request counts from the reply's last byte on the
+        # line, not from the end of pymodbus' decoding (Modbus over serial line 2.5.1.1).
+        self._quiet_since = time.monotonic()
         watch = self._watch
         if watch is None:
             return data

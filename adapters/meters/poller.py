@@ -46,18 +46,21 @@ import orjson
 from aiohttp import web
 from prometheus_client import Counter, Gauge, Histogram
 
-from adapters.meters import store
+from adapters.meters import intervals, store
+from adapters.meters.billing_selection import BillingSelection
 from adapters.meters.config import ModbusBusConfig, ModbusConfig, ModbusMeterConfig
+from adapters.meters.drivers import Driver, driver_for
+from adapters.meters.drivers.modbus import read_plan
 from adapters.meters.modbus_link import LineTiming, Link, ReadError, serial_link, tcp_link
 from adapters.meters.profiles import (
     DEFAULT_DIR,
     Profile,
     ProfileError,
-    ReadBlock,
     load_profiles,
-    plan_reads,
     split_block,
 )
+from adapters.meters.stream_link import StreamLink, serial_stream_link, tcp_stream_link
+from gateway import ratios
 from gateway.config import ConfigError
 from gateway.model import Channel, Status, Submission, Verdict
 
@@ -70,6 +73,8 @@ DEFAULT_PROFILES_DIR = DEFAULT_DIR
 KWH_STEP = Decimal("0.001")  # the intake takes at most 3 decimals: never book energy not yet counted
 REGISTRY_REFRESH_SECONDS = 60.0
 TCP_CONNECT_TIMEOUT = 3.0
+PURGE_EVERY_SECONDS = 86400.0  # polled interval data past its keeping time is deleted once a day
+IDENTIFY_AGAIN_SECONDS = 86400.0  # a meter that refused its identification is asked again a day later
 
 
 class ModbusMetrics:
@@ -82,13 +87,15 @@ class ModbusMetrics:
         self.errors = Counter(
             "gateway_modbus_errors_total",
             "Failed Modbus requests by bus, meter (unit address) and kind: timeout, crc, garbage, "
-            "exception, disconnected",
+            "exception, disconnected, auth (a meter refused the password), closed (a Mercury channel "
+            "not open right after opening it)",
             ["bus", "meter", "kind"],
             registry=registry,
         )
         self.polls = Counter(
             "gateway_modbus_polls_total",
-            "Meter polls by bus and result: ok, failed, no_value, unidentified",
+            "Meter polls by bus and result: ok, failed, no_value, unidentified, interval (kept as "
+            "interval data, not sent to billing)",
             ["bus", "result"],
             registry=registry,
         )
@@ -126,9 +133,11 @@ class MeterState:
     bus: str
     unit: int
     address: str  # "7" on a serial line, "host:port/7" on TCP
-    link: Link
+    link: Link | StreamLink
     configured_serial: str | None
     configured_profile: str | None
+    device_address: str = ""  # IEC 62056-21 sign-on address
+    config: ModbusMeterConfig | None = None  # the meter's configuration (each driver reads its own keys)
     serial: str | None = None
     identity: str | None = None
     profile: Profile | None = None
@@ -142,6 +151,14 @@ class MeterState:
     last_reasons: list[str] = field(default_factory=list)
     errors: Tally[str] = field(default_factory=Tally)
     polls: int = 0
+    # "read", "unavailable" (the meter refused it; read under the configured serial) or "absent"
+    identification: str = ""
+    identify_after: float = 0.0  # monotonic: identification is not asked for before this
+    zones: tuple[str, ...] | None = None  # the registry's zones of `serial`, as last looked up
+
+    @property
+    def identify(self) -> bool:
+        return time.monotonic() >= self.identify_after
 
     def health(self) -> dict[str, Any]:
         return {
@@ -155,13 +172,8 @@ class MeterState:
             "last_reasons": self.last_reasons,
             "errors": dict(self.errors),
             "polls": self.polls,
+            "identification": self.identification or None,
         }
-
-
-def read_plan(profile: Profile) -> list[ReadBlock]:
-    """Energy counters and identification registers, merged into as few requests as fit."""
-    wanted = [*profile.energy_registers(), *profile.identification.values()]
-    return plan_reads(profile, wanted)
 
 
 def zone_values(
@@ -197,10 +209,14 @@ class BusWorker:
         self.poller = poller
         self.bus = bus
         self.name = bus.name
-        self.links: dict[str, Link] = {}
+        self.links: dict[str, Link | StreamLink] = {}
         self.meters: list[MeterState] = []
-        self._zones: dict[str, tuple[str, ...]] = {}
+        self._zones: dict[str, store.RegistryMeter] = {}  # serial -> its registry row (zones, ratio, branch)
         self._zones_at = -1e9
+        # which polls go to billing, which are kept as interval data (the bus's `billing`)
+        self.selection = BillingSelection(
+            bus.billing, bus.billing_time, bus.intervals_minutes, getattr(poller.host, "branches", None)
+        )
         self._semaphore = asyncio.Semaphore(bus.max_concurrency)
         timing = (
             LineTiming(bus.baudrate, bus.bytesize, bus.parity, bus.stopbits)
@@ -208,6 +224,13 @@ class BusWorker:
             else None
         )
         self.timing = timing
+        self.protocol = bus_protocol(bus, poller.profiles)
+        self.driver: Driver = driver_for(
+            self.protocol,
+            on_request=poller.metrics.requests.labels(bus.name).inc,
+            max_baudrate=bus.baudrate,
+            bus=bus,
+        )
         for m in bus.meters:
             link = self._link_for(m)
             address = str(m.unit) if bus.transport == "rtu" else f"{link.name}/{m.unit}"
@@ -222,10 +245,14 @@ class BusWorker:
                     configured_profile=m.profile,
                     serial=m.serial,
                     profile=profile,
+                    device_address=m.device_address,
+                    config=m,
                 )
             )
 
-    def _link_for(self, m: ModbusMeterConfig) -> Link:
+    def _link_for(self, m: ModbusMeterConfig) -> Link | StreamLink:
+        if self.protocol != "modbus":
+            return self._stream_link_for(m)
         bus = self.bus
         if bus.transport == "rtu":
             assert bus.device is not None
@@ -255,6 +282,49 @@ class BusWorker:
             )
         return self.links[key]
 
+    def _stream_link_for(self, m: ModbusMeterConfig) -> StreamLink:
+        """A serial port or a TCP converter for a protocol that is not Modbus (IEC 62056-21)."""
+        bus = self.bus
+        latency, first, most = (
+            bus.latency_ms,
+            min(bus.backoff_initial_seconds, 5.0),
+            min(bus.backoff_max_seconds, 60.0),
+        )
+        # IEC 62056-21 signs on at 300 baud 7E1 (the driver changes the speed as the meter offers);
+        # a bus that sets its character frame keeps it (an adapter that needs another)
+        framing = {"bytesize", "parity", "stopbits"} & bus.model_fields_set
+        sign_on = (
+            LineTiming(bus.baudrate, bus.bytesize, bus.parity, bus.stopbits)  # DLMS, Mercury: as configured
+            if self.protocol in ("dlms", "mercury")
+            else LineTiming(300, bus.bytesize, bus.parity, bus.stopbits)
+            if framing
+            else LineTiming(300, 7, "E", 1)
+        )
+        if bus.transport == "rtu":
+            assert bus.device is not None
+            key = bus.device
+            if key not in self.links:
+                self.links[key] = serial_stream_link(
+                    bus.device, sign_on, latency_ms=latency, backoff_initial=first, backoff_max=most
+                )
+        else:
+            host, port = m.host or bus.host, m.port or bus.port
+            assert host is not None
+            key = f"{host}:{port}"
+            if key not in self.links:
+                self.links[key] = tcp_stream_link(
+                    host,
+                    port,
+                    sign_on,
+                    latency_ms=latency,
+                    connect_timeout=TCP_CONNECT_TIMEOUT,
+                    backoff_initial=first,
+                    backoff_max=most,
+                )
+        link = self.links[key]
+        assert isinstance(link, StreamLink)
+        return link
+
     # -- life cycle -----------------------------------------------------------------------
 
     async def restore(self) -> None:
@@ -268,6 +338,7 @@ class BusWorker:
             m.identity = row.identity
             if m.profile is None and row.profile in self.poller.profiles:
                 m.profile = self.poller.profiles[row.profile]
+        await self.selection.restore(self.poller.engine, sorted({m.serial for m in self.meters if m.serial}))
 
     def stagger(self) -> None:
         """Spread the first polls over one interval so the meters are not all read at once."""
@@ -337,35 +408,46 @@ class BusWorker:
                 metrics.polls.labels(self.name, "unidentified").inc()
                 return None
         profile = m.profile
+        if m.serial is not None:
+            known = await self._registry_meter(m.serial)
+            m.zones = known.zones if known else None
         started = time.monotonic()
-        values: dict[str, Decimal | None] = {}
-        blocks: list[list[Any]] = []
-        for block in read_plan(profile):
-            words = await self._read(m, block.function, block.address, block.count, profile.response_time_ms)
-            values.update(split_block(block, words))
-            blocks.append([block.function, block.address, words])
+        readout = await self.driver.read(
+            m, profile, identify=m.identify, serial_known=m.configured_serial is not None
+        )
         reply_at = self.poller.clock()
         metrics.poll_seconds.labels(self.name).observe(time.monotonic() - started)
         self._succeeded(m)
-        await self._check_identity(m, profile, values, reply_at)
+        self._note_identification(m, readout.identification)
+        await self._check_identity(m, readout.identity, reply_at)
         if m.serial is None:
             m.status, m.last_error = "unidentified", "no serial configured and none readable from the meter"
             metrics.polls.labels(self.name, "unidentified").inc()
             return None
-        zones = await self._registry_zones(m.serial)
-        by_zone = zone_values(profile, values, zones)
+        values = readout.values
+        registered = await self._registry_meter(m.serial)
+        by_zone = zone_values(profile, values, registered.zones if registered else None)
         missing = [z for z, v in by_zone.items() if v is None]
         if missing or not by_zone:
             m.status = "no_value"
             m.last_error = f"the meter reports no value for {', '.join(missing) or 'any zone'}"
             metrics.polls.labels(self.name, "no_value").inc()
             return None
+        branch = registered.branch if registered else None
+        if not self.selection.to_billing(m.serial, reply_at, branch):
+            # Billing takes one reading a day or a period from this bus: this poll is interval data.
+            if self.selection.keep_interval(m.serial, reply_at):
+                await self._keep(m, by_zone, registered, reply_at, None)
+                self.selection.kept(m.serial, reply_at)
+            metrics.polls.labels(self.name, "interval").inc()
+            m.status, m.last_error = "ok", None
+            return None
         raw = {
             "bus": self.name,
             "unit": m.unit,
             "profile": profile.id,
             "identity": m.identity,
-            "blocks": blocks,
+            **readout.raw,
         }
         sub = Submission(
             channel=Channel.MODBUS,
@@ -378,6 +460,9 @@ class BusWorker:
             raw=orjson.dumps(raw).decode(),
         )
         verdict = await self.poller.intake_submit(sub)
+        if self.selection.keeps_intervals:
+            await self._keep(m, by_zone, registered, reply_at, intervals.BILLED)
+            self.selection.billed(m.serial, reply_at)
         metrics.polls.labels(self.name, "ok").inc()
         m.status = "ok"
         m.last_error = None
@@ -397,7 +482,24 @@ class BusWorker:
         self, m: MeterState, function: int, address: int, count: int, response_ms: int
     ) -> list[int]:
         self.poller.metrics.requests.labels(self.name).inc()
+        assert isinstance(m.link, Link)
         return await m.link.read(m.unit, function, address, count, response_ms)
+
+    def _note_identification(self, m: MeterState, identification: str) -> None:
+        """A meter that refuses its identification is read on under its configured serial, and asked
+        for it again a day later (README: "A meter without an identification register")."""
+        if identification == "unavailable":
+            m.identify_after = time.monotonic() + IDENTIFY_AGAIN_SECONDS
+            if m.identification != "unavailable":
+                log.warning(
+                    "meters %s/%s: the meter refuses its identification; read as %s",
+                    self.name,
+                    m.address,
+                    m.serial,
+                )
+            m.identification = identification
+        elif identification == "read" or not m.identification:
+            m.identification = identification
 
     def _backoff(self, m: MeterState) -> float:
         step = self.bus.backoff_initial_seconds * (2 ** max(0, m.failures - 1))
@@ -432,12 +534,12 @@ class BusWorker:
     # -- identity: profile detection and meter replacement ----------------------------------
 
     async def _detect(self, m: MeterState) -> None:
-        """Find the profile whose identification registers and read plan the meter answers."""
+        """Find the profile whose identification registers and read plan the meter answers (Modbus)."""
         answered: list[Profile] = []
         alive = False  # the meter answered something, if only an exception
         last_error: ReadError | None = None
         for profile in sorted(self.poller.profiles.values(), key=lambda p: p.id):
-            if not profile.identification:
+            if not profile.identification or profile.protocol != "modbus":
                 continue
             try:
                 for block in read_plan(profile):
@@ -487,14 +589,10 @@ class BusWorker:
         m.failures += 1
         m.last_error = "no firmware profile matches this meter; set profile in the configuration"
 
-    async def _check_identity(
-        self, m: MeterState, profile: Profile, values: dict[str, Decimal | None], now: datetime
-    ) -> None:
-        """The serial-number register: adopt it once, record a replacement when it changes."""
-        raw = values.get("serial") if "serial" in profile.identification else None
-        if raw is None:
+    async def _check_identity(self, m: MeterState, identity: str | None, now: datetime) -> None:
+        """The serial number the meter reports: adopt it once, record a replacement when it changes."""
+        if identity is None:
             return
-        identity = format(raw, "f")
         if m.identity == identity:
             return
         previous_serial = m.serial
@@ -508,6 +606,7 @@ class BusWorker:
             m.serial = identity
         await self._remember(m, now)
         if replaced:
+            self._zones_at = -1e9  # the new serial's zones are looked up at once
             self.poller.metrics.replacements.labels(self.name).inc()
             await store.record_event(
                 self.poller.engine,
@@ -532,15 +631,46 @@ class BusWorker:
             now,
         )
 
-    async def _registry_zones(self, serial: str) -> tuple[str, ...] | None:
+    async def _registry_meter(self, serial: str) -> store.RegistryMeter | None:
         now = time.monotonic()
         if now - self._zones_at > REGISTRY_REFRESH_SECONDS or (
             serial not in self._zones and now - self._zones_at > 1.0
         ):
             serials = sorted({m.serial for m in self.meters if m.serial})
-            self._zones = await store.registry_zones(self.poller.engine, serials)
+            self._zones = await store.registry_meters(self.poller.engine, serials)
             self._zones_at = now
         return self._zones.get(serial)
+
+    async def _keep(
+        self,
+        m: MeterState,
+        by_zone: Mapping[str, Decimal | None],
+        registered: store.RegistryMeter | None,
+        at: datetime,
+        status: str | None,
+    ) -> None:
+        """A poll as interval data: each zone's register in kWh times the registry's ratio (the
+        core's rule, gateway/ratios.py), the register beside it when a ratio applies."""
+        ratio = registered.ratio if registered else None
+        rows = []
+        for zone, value in by_zone.items():
+            if value is None:
+                continue
+            register = Decimal(kwh_text(value))
+            rows.append(
+                intervals.IntervalRow(
+                    meter_serial=m.serial or "",
+                    zone=zone,
+                    kind="register",
+                    at=at,
+                    value=ratios.billed(register, ratio),
+                    raw_value=register if ratio is not None else None,
+                    status=status,
+                    source=f"modbus:{self.name}:{m.unit}",
+                )
+            )
+        async with self.poller.engine.begin() as conn:
+            await intervals.store_intervals(conn, rows, at)
 
     # -- health ---------------------------------------------------------------------------
 
@@ -598,12 +728,29 @@ class ModbusPoller:
     async def run(self, host: Host) -> None:
         """The lease keeper: claim or renew each bus's lease, start or stop its worker."""
         renew_every = self.config.lease_seconds / 3
+        purged_at = -1e9
         try:
             while True:
                 await self.renew_once()
+                if time.monotonic() - purged_at > PURGE_EVERY_SECONDS and self.workers:
+                    purged_at = time.monotonic()
+                    await self.purge_intervals()
                 await asyncio.sleep(renew_every)
         finally:
             await self.stop_all()
+
+    async def purge_intervals(self) -> None:
+        """Polled interval data older than `intervals_keep_days` goes (a head-end file's stays)."""
+        if not any(b.billing != "every_poll" for b in self.config.buses):
+            return
+        before = self.clock() - timedelta(days=self.config.intervals_keep_days)
+        try:
+            gone = await intervals.purge_before(self.engine, before, kind="register")
+        except Exception as exc:  # the database is away: next time
+            log.warning("modbus: interval data not purged: %s", exc)
+            return
+        if gone:
+            log.info("modbus: %d interval points older than %s deleted", gone, before.date())
 
     async def renew_once(self) -> None:
         for bus in self.config.buses:
@@ -697,10 +844,38 @@ def load_modbus_profiles(config: ModbusConfig) -> dict[str, Profile]:
         for i, meter in enumerate(bus.meters):
             if meter.profile is not None and meter.profile not in profiles:
                 raise ConfigError(
-                    f"modbus.buses.{b}.meters.{i}.profile: unknown profile {meter.profile!r} "
+                    f"modbus.buses[{b}].meters[{i}].profile: unknown profile {meter.profile!r} "
                     f"(in {directory}: {', '.join(sorted(profiles))})"
                 )
+        try:
+            protocol = bus_protocol(bus, profiles)
+        except ValueError as exc:
+            raise ConfigError(f"modbus.buses[{b}].meters: {exc}") from None
+        if protocol == "dlms":
+            from adapters.meters.drivers.dlms import bus_problems
+
+            for problem in bus_problems(bus):
+                raise ConfigError(f"modbus.buses[{b}].{problem}")
+        if protocol == "mercury":
+            from adapters.meters.drivers.mercury import bus_problems as mercury_problems
+
+            for problem in mercury_problems(bus):
+                raise ConfigError(f"modbus.buses[{b}].{problem}")
     return profiles
+
+
+def bus_protocol(bus: ModbusBusConfig, profiles: Mapping[str, Profile]) -> str:
+    """The one protocol a bus speaks, from its meters' profiles (a meter without one: Modbus, detected).
+
+    One line carries one protocol: the port is opened for it (Modbus RTU framing, or 300 baud 7E1
+    for IEC 62056-21)."""
+    found = {profiles[m.profile].protocol if m.profile else "modbus" for m in bus.meters}
+    if len(found) > 1:
+        raise ValueError(
+            f"bus {bus.name!r} mixes protocols ({', '.join(sorted(found))}; a meter without a profile "
+            "is a Modbus meter, detected); one line carries one protocol: put the meters on buses of their own"
+        )
+    return found.pop()
 
 
 def install(host: Host, app: web.Application) -> None:

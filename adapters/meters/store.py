@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -17,7 +18,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.meters.tables import modbus_events, modbus_leases, modbus_meters
-from gateway.store.schema import meters
+from gateway import ratios
+from gateway.store.schema import accounts, meters
 
 
 async def claim_lease(engine: AsyncEngine, bus: str, holder: str, now: datetime, seconds: float) -> bool:
@@ -132,14 +134,32 @@ async def recent_events(engine: AsyncEngine, limit: int = 100) -> list[dict[str,
 
 async def registry_zones(engine: AsyncEngine, serials: list[str]) -> dict[str, tuple[str, ...]]:
     """The registry's zones of each known serial (meters absent from the registry are left out)."""
-    out: dict[str, tuple[str, ...]] = {}
+    return {serial: row.zones for serial, row in (await registry_meters(engine, serials)).items()}
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryMeter:
+    """What the poller needs of a meter's registry row."""
+
+    zones: tuple[str, ...]
+    ratio: Decimal | None  # ct x vt (gateway/ratios.py); None: no transformers
+    branch: str | None  # the account's branch (None: the default)
+
+
+async def registry_meters(engine: AsyncEngine, serials: list[str]) -> dict[str, RegistryMeter]:
+    """The registry rows of the known serials (meters absent from the registry are left out)."""
+    out: dict[str, RegistryMeter] = {}
     if not serials:
         return out
+    query = select(
+        meters.c.serial, meters.c.zones, meters.c.ct_ratio, meters.c.vt_ratio, accounts.c.branch
+    ).join(accounts, accounts.c.id == meters.c.account_id)
     async with engine.connect() as conn:
         for start in range(0, len(serials), 500):
             chunk = serials[start : start + 500]
-            rows = (
-                await conn.execute(select(meters.c.serial, meters.c.zones).where(meters.c.serial.in_(chunk)))
-            ).all()
-            out.update({r.serial: tuple(r.zones.split(";")) for r in rows})
+            for r in (await conn.execute(query.where(meters.c.serial.in_(chunk)))).all():
+                ratio = ratios.product(
+                    Decimal(r.ct_ratio) if r.ct_ratio else None, Decimal(r.vt_ratio) if r.vt_ratio else None
+                )
+                out[r.serial] = RegistryMeter(tuple(r.zones.split(";")), ratio, r.branch)
     return out

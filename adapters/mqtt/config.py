@@ -12,20 +12,33 @@ class MqttConfig(Section):
     """`[mqtt]`: readings that devices publish to an MQTT broker (adapters/mqtt/subscriber.py)."""
 
     enabled: bool = False
+    """Subscribe to an MQTT broker for device readings."""
     host: str = "127.0.0.1"
+    """The broker's address."""
     port: int = Field(1883, ge=1, le=65535)
-    username: str = ""  # empty: connect anonymously
+    """The broker's port."""
+    username: str = ""
+    """Login at the broker; empty: anonymous."""
     password: str = ""
+    """Password at the broker."""
     # Fixed client id: the broker keeps this gateway's session (subscriptions and messages
     # published while it is away) under it. Empty: "meter-gateway-<host name>".
     client_id: str = Field("", max_length=128)
+    """Fixed client id under which the broker keeps this gateway's session; empty: meter-gateway-<host>."""
     topics: list[str] = Field(default_factory=lambda: ["meters/+/readings"])
-    qos: int = 1  # subscription QoS; only 1 is taken (see _qos)
-    reply_topic_prefix: str = ""  # set: each item's verdict goes to <prefix>/<meter>
+    """Topic filters subscribed to."""
+    qos: int = 1
+    """Subscription QoS; only 1 (acknowledged after the reading is stored)."""
+    reply_topic_prefix: str = ""
+    """Set: each item's verdict is published to <prefix>/<meter>."""
     keepalive_seconds: int = Field(60, ge=5, le=3600)
-    reconnect_initial_seconds: float = Field(1.0, gt=0)  # broker gone: retry after this, doubling...
-    reconnect_max_seconds: float = Field(60.0, gt=0)  # ...up to this
-    max_in_flight: int = Field(32, ge=1, le=1000)  # messages being decided at once
+    """MQTT keep-alive."""
+    reconnect_initial_seconds: float = Field(1.0, gt=0)
+    """Broker gone: retry after this, doubling..."""
+    reconnect_max_seconds: float = Field(60.0, gt=0)
+    """...up to this."""
+    max_in_flight: int = Field(32, ge=1, le=1000)
+    """Messages being decided at once."""
 
     @field_validator("topics")
     @classmethod

@@ -8,6 +8,7 @@ alone, with the same 200/503, so load balancers keep probing it without a secret
 from __future__ import annotations
 
 import hmac
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -69,14 +70,20 @@ async def metrics(request: web.Request) -> web.Response:
     m: Metrics = request.app[METRICS]
     billing: Billing = request.app[BILLING]
     clock: Clock = request.app[CLOCK]
-    backlog = await billing.backlog(clock())
-    m.backlog.set(backlog["pending"])
-    m.oldest_age.set(backlog["oldest_age_seconds"])
-    m.overdue.set(backlog["overdue"])
-    for status, count in backlog["held"].items():
-        m.held.labels(status).set(count)
-    for status, count in backlog["held_overdue"].items():
-        m.held_overdue.labels(status).set(count)
+    now = clock()
+    backlog = await billing.backlog(now)
+    for branch, figures in backlog["branches"].items():  # every configured branch, 0 when idle
+        m.backlog.labels(branch).set(figures["pending"])
+        m.oldest_age.labels(branch).set(figures["oldest_age_seconds"])
+        m.overdue.labels(branch).set(figures["overdue"])
+        next_due = figures["next_due_at"]
+        m.next_due.labels(branch).set(
+            (datetime.fromisoformat(next_due) - now).total_seconds() if next_due else 0.0
+        )
+        for status, count in figures["held"].items():
+            m.held.labels(branch, status).set(count)
+        for status, count in figures["held_overdue"].items():
+            m.held_overdue.labels(branch, status).set(count)
     return web.Response(body=m.render(), content_type="text/plain", charset="utf-8")
 
 

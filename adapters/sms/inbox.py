@@ -7,7 +7,8 @@
    per-message read would serialise all senders; both stores dedupe inside their batches.)
 2. A whole-message command ("помощь", "да", "стоп", "исправить") is answered here: help, the
    confirmation of the sender's latest reading that waits for it (gateway.held), unsubscribing
-   from reminders. Everything else is a reading: its text goes to the core intake as is.
+   from reminders. Everything else is a reading: its text and this one parse of it (with the
+   enabled text formats, gateway/formats.py) go to the core intake, which does not parse again.
 3. The reply (adapters/sms/text.py) is stored with the message; when the sender has had
    `[sms] replies_per_hour` replies in the last hour it is stored but withheld (empty body), so
    nobody can run up the retailer's SMS bill. The reading itself is always processed.
@@ -125,6 +126,7 @@ class SmsInbox:
         self.sms = host.config.section("sms", SmsConfig)
         self.intake = host.intake
         self.clock = host.clock
+        self.formats = host.config.text_formats.formats()
         self.replies = _replies_counter(host.metrics)
         # One writer: whatever answers accumulated while the last commit ran share the next one.
         self._log = GroupCommit(self._write, "sms-reply-log", max_batch=500)
@@ -134,7 +136,7 @@ class SmsInbox:
         now = self.clock()
         phone = normalize_phone(sms.phone) or sms.phone.strip()[:20]
         limits = self.sms
-        parsed = parse_message(sms.text)
+        parsed = parse_message(sms.text, self.formats)
         receipt: int | None = None
         status: str | None = None
         if isinstance(parsed, Command):
@@ -153,12 +155,17 @@ class SmsInbox:
                     received_at=now,
                     sender=phone,
                     text=sms.text,
+                    reading=parsed,
                     channel_message_id=f"{sms.route}:{sms.message_id}"[:128],
                     raw=_without_phone(sms.raw, sms.phone, phone),
                 )
             )
             receipt, status = verdict.receipt, verdict.status.value
-            named_meter = isinstance(parsed, ParsedReading) and parsed.meter_serial is not None
+            # the meter is echoed when the text named it (and the registry took it as the meter)
+            named_meter = isinstance(parsed, ParsedReading) and any(
+                r.meter_serial is not None and r.meter_serial == verdict.meter_serial
+                for r in parsed.readings()
+            )
             reply = render_verdict(verdict, limits.reply_max_chars, show_meter=named_meter)
         stored = await self._store(
             ReplyToStore(sms.route, sms.message_id, phone, now, kind, reply, receipt, status)

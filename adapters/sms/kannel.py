@@ -126,7 +126,9 @@ class KannelSendsms:
         return {phone: ids for phone, ids in by_phone.items() if phone not in stopped}
 
     def text(self, due: DueReminder, account_numbers: list[str]) -> str:
-        return render_reminder(due.kind, account_numbers, due.window_end, due.today, self.max_chars)
+        return render_reminder(
+            due.kind, account_numbers, due.window_end, due.today, self.max_chars, due.contacts
+        )
 
     async def recipients(self, conn: AsyncConnection, reading: Reading) -> list[str]:
         """The registered phone an SMS reading came from."""
@@ -148,6 +150,15 @@ class KannelSendsms:
             except SendFailed as exc:
                 log.warning("sign-in code to %s not sent: %s", mask_phone(phone), exc)
         return sent
+
+    async def send_code_to_phone(self, phone: str, text: str) -> bool:
+        """A one-time code to one phone (a business customer's contact signing in)."""
+        try:
+            await self.send(phone, text)
+            return True
+        except SendFailed as exc:
+            log.warning("sign-in code to %s not sent: %s", mask_phone(phone), exc)
+            return False
 
     async def send(self, recipient: str, text: str, confirm: int | None = None) -> None:
         """Hand one SMS to Kannel (a reading is confirmed by answering ДА: no buttons);

@@ -191,9 +191,15 @@ def render_help(max_chars: int = MAX_CHARS) -> str:
 
 
 def render_reminder(
-    kind: str, account_numbers: Sequence[str], window_end: date, today: date, max_chars: int = MAX_CHARS
+    kind: str,
+    account_numbers: Sequence[str],
+    window_end: date,
+    today: date,
+    max_chars: int = MAX_CHARS,
+    contacts: str = "",
 ) -> str:
-    """A reminder to submit readings for these accounts, by `window_end` (the last day of the window)."""
+    """A reminder to submit readings for these accounts, by `window_end` (the last day of the
+    window); `contacts`, the branch's (where to ask), kept when the text still fits."""
     until = f"{window_end.day:02d}.{window_end.month:02d}"
     example = f"Пример: {account_numbers[0]} 12345" if account_numbers else ""
     named = [", ".join(account_numbers)]
@@ -210,6 +216,12 @@ def render_reminder(
         else:
             lead = f"Передайте показания по л/с {accts} до {until}"
             short = f"Показания по л/с {accts}: до {until}"
+        if contacts:
+            variants += [
+                _sentence(lead, example, contacts),
+                _sentence(lead, contacts),
+                _sentence(short, contacts),
+            ]
         variants += [
             _sentence(lead, example, "Отписка: СТОП"),
             _sentence(lead, example),

@@ -47,6 +47,7 @@ from adapters.telegram.config import TelegramConfig
 from adapters.telegram.storage import DatabaseStorage, Db, FsmChanges, Link, TelegramStore, remember
 from adapters.telegram.texts import confirm_keyboard, render_verdict
 from gateway.config import Config
+from gateway.grammar import ParsedReading, ParseFailure
 from gateway.intake import Clock, Intake
 from gateway.model import Channel, Status, Submission, Verdict
 from gateway.privacy import chat_ref, mask_phones_in
@@ -179,6 +180,7 @@ class TelegramChannel:
         self.intake = intake
         self.clock = clock
         self.tz = ZoneInfo(config.calendar.timezone)
+        self.formats = config.text_formats.formats()  # how residents' texts are read
         self.server = TelegramAPIServer.from_base(self.settings.api_base)
         self.bot = Bot(self.settings.token, session=_Session(api=self.server))
         self.db = Db(engine, separate_reader=True)
@@ -337,6 +339,7 @@ class TelegramChannel:
         text: str | None = None,
         values: dict[str, str] | None = None,
         meter: str | None = None,
+        reading: ParsedReading | ParseFailure | None = None,
     ) -> Verdict:
         return await self.intake.submit(
             Submission(
@@ -346,17 +349,22 @@ class TelegramChannel:
                 account=account,
                 meter_serial=meter,
                 text=text,
+                reading=reading,
                 values=values or {},
                 channel_message_id=str(update_id),
                 raw=raw,
             )
         )
 
-    async def answer_verdict(self, chat_id: int, verdict: Verdict, state: FSMContext) -> None:
+    async def answer_verdict(
+        self, chat_id: int, verdict: Verdict, state: FSMContext, note: str | None = None
+    ) -> None:
+        """The verdict as a message; `note` (what became of a photo sent with it) below it."""
         held_receipt = verdict.receipt if verdict.status is Status.NEEDS_CONFIRMATION else None
         await remember(state, None, {"held": held_receipt} if held_receipt is not None else {})
         markup = confirm_keyboard(held_receipt) if held_receipt is not None else None
-        await self.say(chat_id, render_verdict(verdict, self.tz), markup)
+        text = render_verdict(verdict, self.tz)
+        await self.say(chat_id, f"{text}\n\n{note}" if note else text, markup)
 
     def health(self) -> dict[str, Any]:
         ok = self.polling_ok if self.settings.mode == "polling" else True

@@ -8,26 +8,38 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from gateway.section import Section
+from gateway.section import Section, secret
 
 
 class TelegramConfig(Section):
     """The Telegram bot (adapters/telegram/): webhook at /channels/telegram/webhook or long polling."""
 
     enabled: bool = False
-    token: str = ""  # from @BotFather: "123456789:AA..."
+    """Run the Telegram bot."""
+    token: str = ""
+    """The bot's token from @BotFather (123456789:AA...)."""
     mode: Literal["webhook", "polling"] = "webhook"
+    """webhook (Telegram calls /channels/telegram/webhook) or polling (the gateway asks)."""
     # Telegram sends it in X-Telegram-Bot-Api-Secret-Token; 1-256 of A-Z a-z 0-9 _ -
-    webhook_secret: str = ""
-    api_base: str = "https://api.telegram.org"  # or a self-hosted Bot API server
-    webhook_url: str = ""  # public HTTPS URL of the webhook route; set: registered at start-up
-    poll_timeout_seconds: int = Field(25, ge=0, le=50)  # long-polling wait of one getUpdates
-    link_max_failures: int = Field(5, ge=1)  # wrong second factors per chat within the window
-    link_max_failures_per_account: int = Field(10, ge=1)  # ... and per account, from any chat
+    webhook_secret: str = secret(default="")
+    """Secret Telegram sends in X-Telegram-Bot-Api-Secret-Token (1-256 of A-Z a-z 0-9 _ -)."""
+    api_base: str = "https://api.telegram.org"
+    """Bot API server (or a self-hosted one)."""
+    webhook_url: str = ""
+    """Public HTTPS URL of the webhook route; set: registered at start-up."""
+    poll_timeout_seconds: int = Field(25, ge=0, le=50)
+    """Long-polling wait of one getUpdates."""
+    link_max_failures: int = Field(5, ge=1)
+    """Wrong second factors per chat within the window."""
+    link_max_failures_per_account: int = Field(10, ge=1)
+    """Wrong second factors per account, from any chat, within the window."""
     link_window_minutes: int = Field(60, ge=1)
-    history_limit: int = Field(10, ge=1, le=50)  # submissions per account shown by /history
+    """The window of those counts."""
+    history_limit: int = Field(10, ge=1, le=50)
+    """Submissions per account shown by /history."""
     # Remind linked chats to submit (the core's reminder job, every [sms] reminder_check_seconds).
     reminders: bool = True
+    """Remind linked chats to submit."""
 
     @model_validator(mode="after")
     def _usable(self) -> TelegramConfig:

@@ -70,7 +70,7 @@ class TelegramNotifier:
             lead = texts.REMIND_LAST_DAY.format(period=period, accounts=named, until=until)
         else:
             lead = texts.REMIND_DUE.format(period=period, accounts=named, until=until)
-        return lead + texts.REMIND_TAIL
+        return lead + (f"\n{due.contacts}" if due.contacts else "") + texts.REMIND_TAIL
 
     async def recipients(self, conn: AsyncConnection, reading: Reading) -> list[str]:
         """Every chat linked to the reading's account."""

@@ -5,7 +5,10 @@ value held for it ("Подтвердить" / "Исправить", gateway/held
 A reading becomes a `Submission` for the intake (channel `telegram`, sender the chat's keyed
 reference, `channel_message_id` the update_id, `raw` the update JSON); the handlers translate
 and nothing else. Words of the grammar typed as a whole message ("помощь", "история", "да", ...)
-are answered here as their commands are.
+are answered here as their commands are. A text is parsed once, here, with the enabled text
+formats: the parse goes with the submission (kept in the conversation's state while buttons ask
+for the account or meter), and the core reads it instead of the text. A photo with the reading in
+its caption is read the same way, and the photo is kept with the reading (photos.py).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message, Update
 
-from adapters.telegram import linking, notifier, texts
+from adapters.telegram import linking, notifier, photos, texts
 from adapters.telegram.storage import remember
 from gateway import account_views, accounts, held
 from gateway.grammar import Command as TextCommand
@@ -41,6 +44,7 @@ def router() -> Router:
     r = Router(name="telegram-readings")
     r.message.register(on_value, Flow.value, F.text)
     r.message.register(on_text, F.text)
+    r.message.register(on_photo, F.photo | F.document.mime_type.in_(photos.IMAGE_TYPES))
     r.callback_query.register(on_menu, F.data.startswith("menu:"))
     r.callback_query.register(on_pick_account, Flow.choose_account, F.data.startswith("a:"))
     r.callback_query.register(on_pick_meter, Flow.choose_meter, F.data.startswith("m:"))
@@ -143,9 +147,14 @@ async def _submit_text(
         str(data["raw"]),
         data.get("account"),
         text=str(data["text"]),
+        reading=_reading_of(data),
         meter=meter,
     )
-    await tg.answer_verdict(chat_id, verdict, state)
+    photo = data.get("photo")
+    note = None
+    if isinstance(photo, dict) and verdict.receipt is not None:  # the reading came with its photo
+        note = await photos.keep(tg, photo, verdict.receipt)
+    await tg.answer_verdict(chat_id, verdict, state, note)
 
 
 def _previous_line(
@@ -282,11 +291,21 @@ def _edit_target(query: CallbackQuery) -> tuple[int, int, str] | None:
 # -- handlers: messages ---------------------------------------------------------------------------
 
 
+def _reading_of(data: dict[str, Any]) -> ParsedReading | ParseFailure:
+    """The text's parse as `on_text` made it, or as the conversation's state kept it (JSON)."""
+    kept = data["reading"]
+    if isinstance(kept, ParsedReading | ParseFailure):
+        return kept
+    if "code" in kept:
+        return ParseFailure(kept["code"], kept["message_ru"], kept["message_en"])
+    return ParsedReading.from_data(kept)
+
+
 async def on_value(
     message: Message, state: FSMContext, tg: TelegramChannel, event_update: Update, raw_update: str
 ) -> None:
     data = await state.get_data()
-    parsed = parse_message(message.text or "")
+    parsed = parse_message(message.text or "", tg.formats)
     if isinstance(parsed, TextCommand):
         await text_command(tg, message.chat.id, parsed, state)
         return
@@ -324,9 +343,32 @@ async def on_value(
 async def on_text(
     message: Message, state: FSMContext, tg: TelegramChannel, event_update: Update, raw_update: str
 ) -> None:
-    chat_id = message.chat.id
-    text = message.text or ""
-    parsed = parse_message(text)
+    await _text_reading(tg, message.chat.id, message.text or "", state, event_update, raw_update, None)
+
+
+async def on_photo(
+    message: Message, state: FSMContext, tg: TelegramChannel, event_update: Update, raw_update: str
+) -> None:
+    """A photo of the meter: its caption is the reading, the photo is kept with it."""
+    caption = (message.caption or "").strip()
+    photo = photos.chosen(message, tg.config.photos.max_bytes)
+    if not caption or photo is None:
+        await tg.say(message.chat.id, texts.PHOTO_NEEDS_READING)
+        return
+    await _text_reading(tg, message.chat.id, caption, state, event_update, raw_update, photo)
+
+
+async def _text_reading(
+    tg: TelegramChannel,
+    chat_id: int,
+    text: str,
+    state: FSMContext,
+    event_update: Update,
+    raw_update: str,
+    photo: dict[str, Any] | None,
+) -> None:
+    """A message's text (or a photo's caption) read once: a command, or a reading to submit."""
+    parsed = parse_message(text, tg.formats)
     if isinstance(parsed, TextCommand):
         await text_command(tg, chat_id, parsed, state)
         return
@@ -342,7 +384,9 @@ async def on_text(
         "text": text,
         "update_id": event_update.update_id,
         "raw": raw_update,
-        "has_meter": isinstance(parsed, ParsedReading) and parsed.meter_serial is not None,
+        "has_meter": isinstance(parsed, ParsedReading) and any(r.meter_serial for r in parsed.readings()),
+        "reading": parsed,  # orjson writes it into the conversation's state as an object
+        "photo": photo,  # its file id: kept with the reading once it is submitted
     }
     if isinstance(parsed, ParseFailure):
         # The core explains what it did not understand, like any other verdict.

@@ -8,6 +8,7 @@ instead. Both are the one verification of residents (gateway/verification.py), t
 account and client address before the code or digits are compared. A submitted
 form becomes a `Submission(channel=CABINET)`; the page then shows the verdict with its
 explanation, and a reading that needs confirmation can be confirmed (`gateway.held.confirm`).
+The form may carry a photo of the meter, kept with the reading (adapters/web/photo_forms.py).
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ from aiohttp import web
 from aiohttp_session import get_session
 from markupsafe import Markup
 
-from adapters.web import pages, sessions, signin
+from adapters.web import pages, photo_forms, sessions, signin
 from adapters.web.charts import bar_chart
 from adapters.web.config import CabinetConfig
+from adapters.web.csrf import takes_upload
 from adapters.web.pages import ZONE_LABEL, period_name, render
-from gateway import account_views, accounts, held, verification
+from gateway import account_views, accounts, held, photos, verification
 from gateway.app_keys import CLOCK, CONFIG, ENGINE, INTAKE
 from gateway.config import Config
 from gateway.host import Host
@@ -229,7 +231,13 @@ async def home(request: web.Request) -> web.Response:
     return await render(
         request,
         "cabinet_home.html",
-        {"view": view, "pending": pending, "nonce": _new_nonce(), "zone_label": ZONE_LABEL},
+        {
+            "view": view,
+            "pending": pending,
+            "nonce": _new_nonce(),
+            "zone_label": ZONE_LABEL,
+            "photo_limit": photos.size_text(config.photos),
+        },
     )
 
 
@@ -239,6 +247,7 @@ def _new_nonce() -> str:
 
 
 @routes.post("/meters/{serial:.+}")
+@takes_upload  # the form may carry a photo (multipart)
 async def submit(request: web.Request) -> web.Response:
     """A reading from the form: into the intake, then the verdict page."""
     number = await _account(request)
@@ -248,10 +257,10 @@ async def submit(request: web.Request) -> web.Response:
     meter = next((m for m in meters if m.serial == serial), None)
     if meter is None:
         raise web.HTTPNotFound()  # not this account's meter: nothing to say about it
-    form = await request.post()
-    values = {z: str(form.get(f"v_{z}", "")).strip()[:32] for z in meter.zones}
+    form = await photo_forms.reading_form(request)
+    values = {z: form.fields.get(f"v_{z}", "").strip()[:32] for z in meter.zones}
     values = {z: v for z, v in values.items() if v}
-    nonce = str(form.get("nonce", ""))
+    nonce = form.fields.get("nonce", "")
     intake: Intake = request.config_dict[INTAKE]
     verdict = await intake.submit(
         Submission(
@@ -268,6 +277,7 @@ async def submit(request: web.Request) -> web.Response:
     )
     if verdict.receipt is None:
         raise web.HTTPInternalServerError()
+    await photo_forms.keep(request, form, verdict.receipt, Channel.CABINET.value)
     raise web.HTTPSeeOther(f"{HOME}receipts/{verdict.receipt}")
 
 
@@ -291,8 +301,24 @@ async def receipt_page(request: web.Request) -> web.Response:
     return await render(
         request,
         "cabinet_receipt.html",
-        {"r": found, "meter": meter, "nonce": _new_nonce(), "zone_label": ZONE_LABEL},
+        {
+            "r": found,
+            "meter": meter,
+            "nonce": _new_nonce(),
+            "zone_label": ZONE_LABEL,
+            "photo_limit": photos.size_text(request.config_dict[CONFIG].photos),
+        },
     )
+
+
+@routes.get("/receipts/{receipt:\\d{1,18}}/photo")
+async def photo(request: web.Request) -> web.Response:
+    """The meter photo sent with one of the account's own readings."""
+    number = await _account(request)
+    receipt_id = int(request.match_info["receipt"])
+    if await account_views.receipt(request.config_dict[ENGINE], receipt_id, account=number) is None:
+        raise web.HTTPNotFound()
+    return await photo_forms.photo_response(request, receipt_id)
 
 
 @routes.post("/receipts/{receipt:\\d{1,18}}/confirm")

@@ -10,7 +10,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from adapters.web.config import OperatorsConfig, OperatorUser
+from adapters.web.config import OperatorsConfig, OperatorUser, SiteFormConfig
 from gateway.plugins import DemoPart
 
 DEMO_LOGIN = "demo"
@@ -79,15 +79,18 @@ def cmd_operator(args: argparse.Namespace) -> int:
 
 
 def demo_config(config: Any) -> DemoPart:
-    """A demo employee for /operator/, unless employees are configured."""
+    """A demo employee for /operator/, unless employees are configured; the form on the site."""
     base = f"http://{config.http.host}:{config.http.port}"
-    hint = f"Operators' desk: {base}/operator/ (login {DEMO_LOGIN}, password {DEMO_OPERATOR_PASSWORD})"
+    hint = f"Operators' desk: {base}/operator/ (login {DEMO_LOGIN}, password {DEMO_OPERATOR_PASSWORD}); paper forms: {base}/operator/paper"
+    site = {"site_form": config.section("site_form", SiteFormConfig).model_copy(update={"enabled": True})}
+    site_hint = f"The form on the site, without signing in: {base}/form/ (account 2000001)"
     desk = config.section("operators", OperatorsConfig)
     if desk.users:
-        return DemoPart(hints=[f"Operators' desk: {base}/operator/"])
+        return DemoPart(overrides=site, hints=[f"Operators' desk: {base}/operator/", site_hint])
     from adapters.web.passwords import hash_password
 
     user = OperatorUser(
         login=DEMO_LOGIN, name="Демо Оператор", password_hash=hash_password(DEMO_OPERATOR_PASSWORD)
     )
-    return DemoPart(overrides={"operators": desk.model_copy(update={"users": [user]})}, hints=[hint])
+    overrides = {"operators": desk.model_copy(update={"users": [user]}), **site}
+    return DemoPart(overrides=overrides, hints=[hint, site_hint])

@@ -1,5 +1,6 @@
 """CSRF protection of the web forms: every POST carries the session's token (`_csrf`), and a
-form without it, or sent from another site, is refused with 403."""
+form without it, or sent from another site, is refused with 403. A file upload (multipart)
+carries it as its first field, read here without reading the file."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from aiohttp_session import Session, get_session
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -33,11 +34,45 @@ async def csrf_protect(request: web.Request, handler: Handler) -> web.StreamResp
         raise web.HTTPForbidden(reason="cross-site form")
     session = await get_session(request)
     expected = session.get("csrf")
-    try:
-        form = await request.post()
-    except ValueError:
-        form = None
-    sent = form.get("_csrf") if form is not None else None
+    sent: object = None
+    if request.content_type == "multipart/form-data":
+        # Only a handler that takes a file reads a multipart form; any other would find its body
+        # half read, so such a form anywhere else is refused like one without a token.
+        if getattr(request.match_info.handler, TAKES_UPLOAD, False):
+            sent = await _multipart_token(request)
+    else:
+        try:
+            form = await request.post()
+        except ValueError:
+            form = None
+        sent = form.get("_csrf") if form is not None else None
     if not isinstance(expected, str) or not isinstance(sent, str) or not hmac.compare_digest(sent, expected):
         raise web.HTTPForbidden(reason="csrf")
     return await handler(request)
+
+
+MULTIPART = "multipart_reader"  # request key: the rest of a multipart form, after its token
+TAKES_UPLOAD = "takes_upload"
+
+
+def takes_upload(handler: Handler) -> Handler:
+    """Mark a handler whose form is multipart (a file): its token is read from the form's first
+    field, and the rest left to it in `request[MULTIPART]`."""
+    setattr(handler, TAKES_UPLOAD, True)
+    return handler
+
+
+async def _multipart_token(request: web.Request) -> str | None:
+    """A file upload's token: the form's first field, which must be `_csrf` (the page puts it
+    first). The rest, the file above all, is left unread for the handler (`request[MULTIPART]`),
+    which streams it with bounds of its own instead of `post()` holding it in memory."""
+    try:
+        reader = await request.multipart()
+        part = await reader.next()
+    except (ValueError, AssertionError):
+        return None
+    if not isinstance(part, BodyPartReader) or part.name != "_csrf":
+        return None
+    token = (await part.read_chunk(256)).decode("ascii", "replace")
+    request[MULTIPART] = reader
+    return token

@@ -17,14 +17,15 @@ import orjson
 from aiohttp import web
 from aiohttp_session import Session
 
-from adapters.web import pages, passwords, sessions, signin
+from adapters.web import desk_files, pages, paper, passwords, photo_forms, sessions, signin
 from adapters.web.config import CabinetConfig, OperatorsConfig
 from adapters.web.pages import ZONE_LABEL, render
-from gateway import account_views, accounts, held, held_lifecycle, verification
+from gateway import account_views, accounts, business, held, held_lifecycle, verification
 from gateway.app_keys import CALENDAR, CLOCK, CONFIG, ENGINE, INTAKE
 from gateway.host import Host
 from gateway.intake import Intake
 from gateway.model import Channel, RuleGroup, Submission
+from gateway.privacy import mask_phone
 
 HOME = "/operator/"
 SCOPE = "operator"
@@ -90,14 +91,21 @@ async def logout(request: web.Request) -> web.Response:
 
 @routes.get("/")
 async def search(request: web.Request) -> web.Response:
-    """Find an account by number, phone or address."""
+    """Find an account by number, phone or address; a business customer's by contract, INN or name."""
     session = await _employee(request)
+    engine = request.config_dict[ENGINE]
     query = request.query.get("q", "").strip()[:100]
-    hits = await account_views.find_accounts(request.config_dict[ENGINE], query) if query else []
+    hits = await account_views.find_accounts(engine, query) if query else []
     return await render(
         request,
         "operator_search.html",
-        {"me": session["name"], "q": query, "hits": hits, "masked": account_views.masked_phones},
+        {
+            "me": session["name"],
+            "q": query,
+            "hits": hits,
+            "masked": account_views.masked_phones,
+            "customers": await business.customers_of(engine, [a.id for a in hits]),
+        },
     )
 
 
@@ -123,6 +131,9 @@ async def account_page(request: web.Request) -> web.Response:
             "phones": account_views.masked_phones(view),
             "recent": await account_views.last_readings(engine, number, limit=20),
             "trail": await account_views.audit_trail(engine, number, limit=20),
+            "customer": await business.customer(engine, number),
+            "mask_phone": mask_phone,
+            "mask_email": business.mask_email,
             "nonce": secrets.token_urlsafe(18),
             "zone_label": ZONE_LABEL,
             "how": HOW,
@@ -198,6 +209,13 @@ async def receipt_page(request: web.Request) -> web.Response:
     )
 
 
+@routes.get("/receipts/{receipt:\\d{1,18}}/photo")
+async def photo(request: web.Request) -> web.Response:
+    """The meter photo a resident sent with a reading (`?thumb=1`: its thumbnail)."""
+    await _employee(request)
+    return await photo_forms.photo_response(request, int(request.match_info["receipt"]))
+
+
 @routes.get("/queue")
 async def queue(request: web.Request) -> web.Response:
     """Readings waiting for the sender's confirmation or flagged for the back office, soonest due
@@ -252,4 +270,7 @@ async def review(request: web.Request) -> web.Response:
 def install(host: Host, app: web.Application) -> None:
     """Mount `/operator/` unless `[operators] enabled = false`."""
     if host.config.section("operators", OperatorsConfig).enabled:
-        pages.mount_site(host, app, HOME, "mg_operator", routes, "operator_desk")
+        desk_files.install(host, app)
+        pages.mount_site(
+            host, app, HOME, "mg_operator", [routes, paper.routes, desk_files.routes], "operator_desk"
+        )

@@ -8,7 +8,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import aiohttp_jinja2
@@ -23,12 +22,13 @@ from gateway.app_keys import CALENDAR, CLOCK
 from gateway.calendar import WorkCalendar
 from gateway.host import Host
 from gateway.model import Channel, Status
+from gateway.resources import package_path
 from gateway.validation.explain import MONTHS_RU, ZONE_RU, num
 
 log = logging.getLogger(__name__)
 
-TEMPLATES = Path(__file__).resolve().parent / "templates"
-STATIC = Path(__file__).resolve().parent / "static"
+TEMPLATES = package_path("adapters.web", "templates")
+STATIC = package_path("adapters.web", "static")
 
 
 STATUS_RU = {
@@ -46,6 +46,10 @@ CHANNEL_RU = {
     Channel.DEVICE.value: "прибор (автоматически)",
     Channel.MODBUS.value: "прибор (опрос)",
     Channel.MQTT.value: "прибор (MQTT)",
+    Channel.FILE.value: "файл партнёра",
+    Channel.SITE.value: "форма на сайте",
+    Channel.PAPER.value: "бумажный бланк",
+    Channel.MAIL.value: "электронная почта",
 }
 ZONE_LABEL = {"T": "Показания", "T1": "Т1 (день)", "T2": "Т2 (ночь)", "T3": "Т3 (полупик)"}
 MONTHS_NOM = [m.capitalize() for m in MONTHS_RU]
@@ -150,7 +154,8 @@ async def render(
     """A page with the session's CSRF token and any one-time notice in its context."""
     session = await get_session(request)
     ctx = dict(context)
-    ctx.setdefault("home", "/operator/" if request.path.startswith("/operator") else "/cabinet/")
+    homes = ("/operator/", "/business/")
+    ctx.setdefault("home", next((h for h in homes if request.path.startswith(h.rstrip("/"))), "/cabinet/"))
     ctx["csrf"] = csrf_token(session)
     ctx.setdefault("notice", session.pop("notice", None))
     ctx.setdefault("today", _day(request.config_dict[CLOCK](), request.config_dict[CALENDAR]))
@@ -164,13 +169,19 @@ async def notify(request: web.Request, text: str) -> None:
 
 
 def mount_site(
-    host: Host, app: web.Application, home: str, cookie: str, routes: web.RouteTableDef, probe: str
+    host: Host,
+    app: web.Application,
+    home: str,
+    cookie: str,
+    routes: web.RouteTableDef | list[web.RouteTableDef],
+    probe: str,
 ) -> None:
     """Mount one signed-in site (the cabinet or the desk) at `home` with its own session cookie."""
     sessions = WebSessions(cookie, home, host.config.section("cabinet", CabinetConfig))
     sub = web.Application(middlewares=[pages_middleware(home), sessions.middleware, csrf_protect])
     setup_templates(sub, host.calendar)
-    sub.add_routes(routes)
+    for table in routes if isinstance(routes, list) else [routes]:
+        sub.add_routes(table)
     sub.router.add_static("/static/", STATIC)
 
     async def start(_app: web.Application) -> None:

@@ -17,11 +17,20 @@ from decimal import Decimal
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import DateTime, Table, and_, bindparam, insert, or_, select, update
+from sqlalchemy import DateTime, Table, and_, bindparam, insert, or_, select, text, update
 from sqlalchemy.sql.dml import Insert, Update
 
 from gateway.store.rows import METER_INFO_COLUMNS, STATE_COLUMNS, meter_info, sqlite_time, state_from_values
-from gateway.store.schema import accounts, inbound, meter_state, meters, phones, readings, registry_version
+from gateway.store.schema import (
+    account_emails,
+    accounts,
+    inbound,
+    meter_state,
+    meters,
+    phones,
+    readings,
+    registry_version,
+)
 from gateway.store.sync_bridge import Conn, SyncConnection
 from gateway.validation.context import MeterInfo, ZoneState
 
@@ -30,17 +39,18 @@ async def stored_answers(conn: Conn, by_channel: dict[str, list[str]]) -> Sequen
     """`(id, channel, channel_message_id, response)` of the messages already stored under these
     channel message ids (by channel).
 
-    One `channel = ? AND channel_message_id IN (...)` per channel: the unique index
-    (channel, channel_message_id) serves it on both databases, whereas a row-value
-    `(channel, id) IN ((...), ...)` scans the whole table on SQLite and plans badly on
-    PostgreSQL, getting slower as `inbound` grows."""
+    One `channel = ? AND channel_message_id IN (...)` per channel (on PostgreSQL, for the
+    usual single channel, a join of the ids' array to the table: `_PG_REPLAY_ONE_CHANNEL` says
+    why): the unique index (channel, channel_message_id) serves it on both databases, whereas a
+    row-value `(channel, id) IN ((...), ...)` scans the whole table on SQLite and plans badly
+    on PostgreSQL, getting slower as `inbound` grows."""
     if len(by_channel) == 1 and conn.dialect.name == "sqlite":  # the usual case, every group
         ((ch, mids),) = by_channel.items()
         sql = _SQLITE_REPLAY_ONE_CHANNEL.format(marks=",".join("?" * len(mids)))
         return await _sqlite_rows(conn, sql, (ch, *mids))
     if len(by_channel) == 1:
         ((ch, mids),) = by_channel.items()
-        return (await conn.execute(_REPLAY_ONE_CHANNEL, {"ch": ch, "mids": mids})).all()
+        return (await conn.execute(_PG_REPLAY_ONE_CHANNEL, {"ch": ch, "mids": mids})).all()
     where = or_(
         *(
             and_(inbound.c.channel == ch, inbound.c.channel_message_id.in_(ids))
@@ -61,6 +71,11 @@ async def reading_ids(conn: Conn, inbound_ids: list[int]) -> dict[int, dict[str,
 async def phone_accounts(conn: Conn, phone_list: list[str]) -> Sequence[Any]:
     """`(phone, number)`: the accounts each of these (normalised) phones is registered for."""
     return (await conn.execute(_PHONE_ACCOUNTS, {"phones": phone_list})).all()
+
+
+async def email_accounts(conn: Conn, emails: list[str]) -> Sequence[Any]:
+    """`(email, number)`: the accounts each of these (lower-case) e-mail addresses is registered for."""
+    return (await conn.execute(_EMAIL_ACCOUNTS, {"emails": emails})).all()
 
 
 async def current_registry_version(conn: Conn) -> Any:
@@ -140,9 +155,15 @@ _SQLITE_REPLAY_ONE_CHANNEL = (
     " WHERE channel = ? AND channel_message_id IN ({marks})"
 )
 _REPLAY_COLUMNS = select(inbound.c.id, inbound.c.channel, inbound.c.channel_message_id, inbound.c.response)
-_REPLAY_ONE_CHANNEL = _REPLAY_COLUMNS.where(
-    inbound.c.channel == bindparam("ch"),
-    inbound.c.channel_message_id.in_(bindparam("mids", expanding=True)),
+# PostgreSQL: the ids as one array joined to the unique index. asyncpg prepares statements and
+# PostgreSQL plans one generically after five runs; for `channel_message_id IN ($2 ... $1001)`
+# that plan scanned the channel's whole index range and filtered by the list, so groups got
+# slower as `inbound` grew (a 100,000-row partner file: 96 s instead of 25 s). A join to
+# `unnest` is planned as an index lookup per id, generic or not.
+_PG_REPLAY_ONE_CHANNEL = text(
+    "SELECT i.id, i.channel, i.channel_message_id, i.response"
+    " FROM unnest(CAST(:mids AS varchar[])) AS m(id)"
+    " JOIN inbound AS i ON i.channel = :ch AND i.channel_message_id = m.id"
 )
 _REPLAY_READINGS = select(readings.c.inbound_id, readings.c.zone, readings.c.id).where(
     readings.c.inbound_id.in_(bindparam("ids", expanding=True))
@@ -151,6 +172,11 @@ _PHONE_ACCOUNTS = (
     select(phones.c.phone, accounts.c.number)
     .join(accounts, accounts.c.id == phones.c.account_id)
     .where(phones.c.phone.in_(bindparam("phones", expanding=True)))
+)
+_EMAIL_ACCOUNTS = (
+    select(account_emails.c.email, accounts.c.number)
+    .join(accounts, accounts.c.id == account_emails.c.account_id)
+    .where(account_emails.c.email.in_(bindparam("emails", expanding=True)))
 )
 _METERS = select(meters.c.id, meters.c.account_id, accounts.c.number, *METER_INFO_COLUMNS).join(
     accounts, accounts.c.id == meters.c.account_id
@@ -184,6 +210,8 @@ _SAVE_STATE = (
         dev_taken_at=bindparam("dev_taken_at"),
         res_value=bindparam("res_value"),
         res_taken_at=bindparam("res_taken_at"),
+        ctl_value=bindparam("ctl_value"),
+        ctl_taken_at=bindparam("ctl_taken_at"),
     )
 )
 # (statement, parameter names of the rows) -> (SQL text, parameter names in placeholder order,
@@ -269,6 +297,8 @@ async def save_states(conn: Conn, touched: dict[tuple[int, str], ZoneState]) -> 
             "dev_taken_at": s.dev_taken_at,
             "res_value": _str(s.res_value),
             "res_taken_at": s.res_taken_at,
+            "ctl_value": _str(s.ctl_value),
+            "ctl_taken_at": s.ctl_taken_at,
         }
         for (meter_id, zone), s in touched.items()
     ]

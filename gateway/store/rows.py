@@ -7,22 +7,27 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from gateway.store.schema import meters
+from gateway import ratios
+from gateway.store.schema import accounts, meters
 from gateway.validation.context import MeterInfo, ZoneState
 
-# The `meters` columns `meter_info` reads besides the meter's and its account's ids, for queries
-# that select them beside other tables' columns.
+# The `meters` (and `accounts`) columns `meter_info` reads besides the meter's and its account's
+# ids, for queries that select them beside other tables' columns (joined with `accounts`).
 METER_INFO_COLUMNS = (
     meters.c.serial,
     meters.c.zones,
     meters.c.digits,
     meters.c.max_power_kw,
     meters.c.active,
+    meters.c.ct_ratio,
+    meters.c.vt_ratio,
+    accounts.c.branch,
 )
 
 
 def meter_info(row: Any, account: str, meter_id_key: str = "id") -> MeterInfo:
-    """A `meters` row (a mapping) and its account number -> MeterInfo."""
+    """A `meters` row (a mapping, with the account's `branch` when selected) and its account
+    number -> MeterInfo."""
     return MeterInfo(
         id=row[meter_id_key],
         account_id=row["account_id"],
@@ -32,7 +37,13 @@ def meter_info(row: Any, account: str, meter_id_key: str = "id") -> MeterInfo:
         digits=row["digits"],
         max_power_kw=Decimal(row["max_power_kw"]) if row["max_power_kw"] else None,
         active=bool(row["active"]),
+        ratio=ratios.product(_decimal(row["ct_ratio"]), _decimal(row["vt_ratio"])),
+        branch=row.get("branch"),
     )
+
+
+def _decimal(text: str | None) -> Decimal | None:
+    return Decimal(text) if text else None
 
 
 # The meter_state columns that make a ZoneState, in the order `state_from_values` takes them.
@@ -47,6 +58,8 @@ STATE_COLUMNS = (
     "dev_taken_at",
     "res_value",
     "res_taken_at",
+    "ctl_value",
+    "ctl_taken_at",
 )
 
 
@@ -69,6 +82,8 @@ def state_from_values(v: Sequence[Any], time: Callable[[Any], datetime | None] =
         time(v[7]),
         _dec(v[8]),
         time(v[9]),
+        _dec(v[10]),
+        time(v[11]),
     )
 
 

@@ -66,6 +66,7 @@ accounts = Table(
     Column("number", String(32), nullable=False, unique=True),
     Column("address", Text, nullable=False, default=""),
     Column("timezone", String(64), nullable=True),  # the resident's own zone, when not the branch's
+    Column("branch", String(32), nullable=True),  # [branches.<id>]; None: the default branch ([calendar])
     Column("updated_at", UtcDateTime(), nullable=False),
 )
 
@@ -79,6 +80,11 @@ meters = Table(
     Column("zones", String(32), nullable=False),  # "T" | "T1;T2" | "T1;T2;T3"
     Column("digits", Integer, nullable=False),
     Column("max_power_kw", String(16), nullable=True),  # decimal string, kW
+    Column("point", String(128), nullable=True),  # a business customer's name for the metering point
+    # Instrument transformers' ratios (decimal strings; None: none, 1): the billed reading is the
+    # register times ct x vt (gateway/ratios.py)
+    Column("ct_ratio", String(16), nullable=True),
+    Column("vt_ratio", String(16), nullable=True),
     Column("active", Boolean, nullable=False, default=True),
     Column("updated_at", UtcDateTime(), nullable=False),
 )
@@ -89,6 +95,16 @@ phones = Table(
     Column("account_id", Id, ForeignKey("accounts.id"), primary_key=True),
     Column("phone", String(20), primary_key=True),
     Index("ix_phones_phone", "phone"),
+)
+
+# E-mail addresses allowed to submit for an account (registry `emails`, lower case): the mail
+# door's senders are verified against them as SMS senders are against `phones`.
+account_emails = Table(
+    "account_emails",
+    metadata,
+    Column("account_id", Id, ForeignKey("accounts.id"), primary_key=True),
+    Column("email", String(254), primary_key=True),
+    Index("ix_account_emails_email", "email"),
 )
 
 # One row, bumped by every registry import: the intake writer keeps the registry rows it has read
@@ -120,6 +136,9 @@ meter_state = Table(
     Column("dev_taken_at", UtcDateTime(), nullable=True),
     Column("res_value", String(32), nullable=True),
     Column("res_taken_at", UtcDateTime(), nullable=True),
+    # The latest accepted control reading (an inspector's): residents' readings are compared with it.
+    Column("ctl_value", String(32), nullable=True),
+    Column("ctl_taken_at", UtcDateTime(), nullable=True),
 )
 
 # Every inbound message, stored before the sender is answered; the answer is kept with it so a
@@ -139,7 +158,9 @@ inbound = Table(
 
 # Residents' raw messages not purged yet (gateway/retention.py): a partial index, so the purge
 # job reads only what is left to do.
-INBOUND_UNPURGED = "payload <> '' AND channel IN ('sms', 'telegram', 'ivr', 'cabinet')"
+# The channels whose raw messages are a resident's own words (emptied after the retention).
+RESIDENT_PAYLOAD_CHANNELS = ("sms", "telegram", "ivr", "cabinet", "mail")
+INBOUND_UNPURGED = "payload <> '' AND channel IN ('sms', 'telegram', 'ivr', 'cabinet', 'mail')"
 Index(
     "ix_inbound_unpurged",
     inbound.c.received_at,
@@ -155,12 +176,18 @@ readings = Table(
     Column("account_id", Id, ForeignKey("accounts.id"), nullable=False),
     Column("meter_id", Id, ForeignKey("meters.id"), nullable=False),
     Column("zone", String(4), nullable=False),
-    Column("value", String(32), nullable=False),
+    Column("value", String(32), nullable=False),  # the billed value: the register x `ratio`
+    # A meter behind instrument transformers: the register as read and the ratio applied (ct x vt);
+    # None for a meter without (value is then the register)
+    Column("raw_value", String(32), nullable=True),
+    Column("ratio", String(24), nullable=True),
     Column("taken_at", UtcDateTime(), nullable=False),
     Column("received_at", UtcDateTime(), nullable=False),
     Column("channel", String(16), nullable=False),
     Column("source", String(128), nullable=False),
     Column("employee", String(128), nullable=True),
+    # A control reading: taken by the retailer's inspector (Submission.control)
+    Column("control", Boolean, nullable=False, default=False, server_default=text("false")),
     Column("period", String(7), nullable=False),
     Column("verdict", String(24), nullable=False),
     Column("reasons", Text, nullable=False),  # JSON list of {code, severity, zone, message_ru, message_en}
@@ -182,6 +209,7 @@ batches = Table(
     Column("lease_expires_at", UtcDateTime(), nullable=False),
     Column("committed_at", UtcDateTime(), nullable=True),
     Column("size", Integer, nullable=False),
+    Index("ix_batches_committed", "committed_at"),  # the batches a `copy` sink has still to deliver
 )
 
 # Every change an operator or a confirmation makes to a stored reading: nothing is deleted.

@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.sql.expression import Exists
+from sqlalchemy.sql.expression import ColumnElement, Exists
 
 from gateway.store.schema import Id, UtcDateTime, accounts, metadata, meters, phones, readings
 
@@ -65,9 +65,14 @@ def _missing_reading(period: str) -> Exists:
     return exists().where(meters.c.account_id == accounts.c.id, meters.c.active.is_(True), ~counted)
 
 
-async def accounts_without_reading(conn: AsyncConnection, period: str) -> dict[int, str]:
-    """Accounts (id -> number) with an active meter that has no reading for `period` yet."""
+async def accounts_without_reading(
+    conn: AsyncConnection, period: str, among: ColumnElement[bool] | None = None
+) -> dict[int, str]:
+    """Accounts (id -> number) with an active meter that has no reading for `period` yet; `among`:
+    an SQL condition on `accounts` they must meet too (a branch's, gateway/branches.py)."""
     query = select(accounts.c.id, accounts.c.number).where(_missing_reading(period))
+    if among is not None:
+        query = query.where(among)
     return {r.id: r.number for r in (await conn.execute(query)).all()}
 
 

@@ -13,9 +13,12 @@ from sqlalchemy import MetaData
 
 from gateway import plugins
 from gateway.store import (  # noqa: F401  (imported for the tables they define)
+    schema_business,
     schema_held,
+    schema_photos,
     schema_reminders,
     schema_senders,
+    schema_sinks,
     schema_verification,
 )
 from gateway.store.schema import metadata

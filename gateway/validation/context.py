@@ -25,6 +25,9 @@ class MeterInfo:
     digits: int
     max_power_kw: Decimal | None
     active: bool
+    # ct x vt of a meter behind instrument transformers (gateway/ratios.py); None: none
+    ratio: Decimal | None = None
+    branch: str | None = None  # the account's branch (gateway/branches.py); None: the default
 
 
 @dataclass(slots=True)
@@ -41,6 +44,8 @@ class ZoneState:
     dev_taken_at: datetime | None = None
     res_value: Decimal | None = None
     res_taken_at: datetime | None = None
+    ctl_value: Decimal | None = None  # the latest accepted control reading (an inspector's)
+    ctl_taken_at: datetime | None = None
     # While a group is being decided, the not-yet-stored submission that set last_value; its
     # receipt (inbound id) exists only after the insert. Never persisted.
     last_owner: object | None = None
@@ -57,7 +62,7 @@ class Candidate:
     """One zone value under judgement, with everything the rules need about it."""
 
     zone: str
-    value: Decimal
+    value: Decimal  # the billed value: the register times the meter's ratio
     taken_at: datetime
     period: str
     group: RuleGroup
@@ -65,6 +70,13 @@ class Candidate:
     state: ZoneState
     limits: RuleThresholds
     tz: tzinfo = LOCAL_ZONE  # the retailer's zone: dates in explanations are local days
+    raw: Decimal | None = None  # the register as sent, when the meter has a ratio
+    control: bool = False  # the value is itself a control reading (an inspector's)
+
+    @property
+    def register(self) -> Decimal:
+        """The value as the meter's register shows it."""
+        return self.value if self.raw is None else self.raw
 
     @property
     def max_power_kw(self) -> Decimal:
@@ -77,10 +89,11 @@ class Candidate:
         return seconds / Decimal(3600)
 
     def rollover_consumption(self) -> Decimal | None:
-        """Consumption if the counter wrapped past its digits since the last reading."""
+        """Consumption if the counter wrapped past its digits since the last reading (a meter
+        behind transformers wraps at its digits times its ratio: values here are billed ones)."""
         if self.state.last_value is None:
             return None
-        return Decimal(10) ** self.meter.digits - self.state.last_value + self.value
+        return Decimal(10) ** self.meter.digits * (self.meter.ratio or 1) - self.state.last_value + self.value
 
     def possible_kwh(self, hours: Decimal) -> Decimal:
         """The most the meter can physically count in `hours` at its permitted power.

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 
+from gateway import ratios
 from gateway.config import RuleThresholds
 from gateway.model import STATUS_BY_SEVERITY, Reason, RuleGroup, Severity, Status
 from gateway.validation import rules
@@ -26,7 +27,9 @@ class Evaluation:
 
     status: Status
     reasons: list[Reason]
-    values: dict[str, Decimal] = field(default_factory=dict)
+    values: dict[str, Decimal] = field(default_factory=dict)  # billed: the registers times the ratio
+    # A meter behind transformers: the registers as sent (empty for a meter without a ratio)
+    raw_values: dict[str, Decimal] = field(default_factory=dict)
     consumption: dict[str, Decimal | None] = field(default_factory=dict)
     duplicate: bool = False
     duplicate_of: int | None = None  # receipt of the identical reading already accepted
@@ -145,11 +148,13 @@ def evaluate(
     limits: RuleThresholds,
     states: Mapping[str, ZoneState],
     tz: tzinfo | None = None,
+    control: bool = False,
 ) -> Evaluation:
     """Apply every rule to one submission for a resolved meter.
 
     `tz` is the retailer's zone (configuration `calendar.timezone`): the days named in the
-    explanations are local days. Without it, Moscow.
+    explanations are local days. Without it, Moscow. `control`: the submission is an
+    inspector's control reading (not compared with the control readings before it).
     """
     if not meter.active:
         return _rejected(
@@ -162,9 +167,13 @@ def evaluate(
         )
     if positional and len(positional) != len(meter.zones):
         return _rejected(_count_mismatch(meter, len(positional)))
-    parsed, found = check_values(meter, zone_values(meter, values, positional))
+    registers, found = check_values(meter, zone_values(meter, values, positional))
+    # The billed values (gateway/ratios.py): every rule below judges energy as billing sees it,
+    # only the count of digits is the register's own.
+    parsed = {z: ratios.billed(v, meter.ratio) for z, v in registers.items()}
+    raws = registers if meter.ratio is not None else {}
     if found:
-        return Evaluation(Status.REJECTED, found, parsed)
+        return Evaluation(Status.REJECTED, found, parsed, raws)
 
     candidates = [
         Candidate(
@@ -177,13 +186,15 @@ def evaluate(
             states.get(zone) or ZoneState(),
             limits,
             tz or LOCAL_ZONE,
+            raws.get(zone),
+            control,
         )
         for zone in meter.zones
     ]
     first = candidates[0]
     found = [r for rule in rules.TIME_RULES if (r := rule(first, now)) is not None]
     if found:
-        return Evaluation(Status.REJECTED, found, parsed)
+        return Evaluation(Status.REJECTED, found, parsed, raws)
 
     if _is_duplicate(candidates):
         s = candidates[0].state
@@ -191,6 +202,7 @@ def evaluate(
             Status.ACCEPTED,
             [],
             parsed,
+            raws,
             duplicate=True,
             duplicate_of=s.last_receipt,
             duplicate_owner=s.last_owner,
@@ -212,6 +224,7 @@ def evaluate(
         status,
         found,
         parsed,
+        raws,
         consumption={c.zone: rules.consumption(c) for c in candidates},
     )
 

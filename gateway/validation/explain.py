@@ -96,6 +96,10 @@ GENERIC: dict[str, tuple[str, str]] = {
     "impossible_consumption": ("Расход больше возможного. Проверьте", "consumption exceeds what is possible"),
     "unexpected_consumption": ("Необычный расход", "consumption outside the expected range"),
     "source_mismatch": ("Расходится с другими данными", "differs from other readings of the meter"),
+    "control_mismatch": (
+        "Расходится с данными проверки. Проверим",
+        "differs from an inspector's control reading",
+    ),
     "zones_mismatch": ("Число показаний не подходит к счётчику", "the values do not fit the meter's zones"),
     "unknown_zone": ("Зона не подходит к счётчику", "a zone given is not the meter's"),
     "inactive_meter": ("Счётчик не принимает показания. Позвоните нам", "the meter takes no readings"),

@@ -27,13 +27,13 @@ def integer_digits(value: Decimal) -> int:
 
 
 def too_many_digits(c: Candidate) -> Reason | None:
-    if integer_digits(c.value) <= c.meter.digits:
+    if integer_digits(c.register) <= c.meter.digits:
         return None
     return reason(
         "too_many_digits",
         Severity.REJECT,
-        f"{num(c.value)}: у счётчика {c.meter.digits} цифр до запятой. Проверьте",
-        f"{num(c.value)} has more integer digits than the meter's {c.meter.digits}; check the number",
+        f"{num(c.register)}: у счётчика {c.meter.digits} цифр до запятой. Проверьте",
+        f"{num(c.register)} has more integer digits than the meter's {c.meter.digits}; check the number",
         c.zone,
     )
 
@@ -210,6 +210,32 @@ def source_mismatch(c: Candidate) -> Reason | None:
     )
 
 
+def control_mismatch(c: Candidate) -> Reason | None:
+    """A reading must agree with the meter's latest control reading (an inspector's, trusted):
+    no lower than it once taken after it, no higher than it plus the meter's usual use in between
+    (x1.5), within `control_tolerance_kwh`; else it is held for the back office with both values."""
+    tolerance = c.limits.control_tolerance_kwh
+    control, at = c.state.ctl_value, c.state.ctl_taken_at
+    if c.control or tolerance is None or control is None or at is None:
+        return None
+    days = Decimal((c.taken_at - at).total_seconds()) / SECONDS_PER_DAY
+    slack = (c.state.daily_average() or Decimal(10)) * abs(days) * Decimal("1.5")
+    if days >= 0:
+        low, high = control - tolerance, control + slack + tolerance
+    else:  # taken before the inspector's visit
+        low, high = control - slack - tolerance, control + tolerance
+    if low <= c.value <= high:
+        return None
+    return reason(
+        "control_mismatch",
+        Severity.FLAG,
+        f"расходится с контрольным показанием {num(control)} от {day_ru(at, c.tz)}. Проверим",
+        f"{num(c.value)} differs from the control reading {num(control)} of {day_en(at, c.tz)} "
+        f"(expected {num(low.quantize(Decimal(1)))}-{num(high.quantize(Decimal(1)))})",
+        c.zone,
+    )
+
+
 ZONE_RULES: tuple[ZoneRule, ...] = (
     too_many_digits,
     before_previous,
@@ -217,5 +243,6 @@ ZONE_RULES: tuple[ZoneRule, ...] = (
     impossible_consumption,
     unexpected_consumption,
     source_mismatch,
+    control_mismatch,
 )
 TIME_RULES = (future_dated, too_old)

@@ -28,6 +28,8 @@ READING_KEYS = {
     "meter_serial",
     "zone",
     "value",
+    "raw_value",
+    "ratio",
     "taken_at",
     "received_at",
     "channel",
@@ -38,6 +40,7 @@ READING_KEYS = {
     "reasons",
     "due_at",
     "committed_at",
+    "control",
 }
 SINGLE_RATE = ("M-1", "M-4A", "M-4B", "M-5", "M-6")
 
@@ -103,12 +106,14 @@ async def _push_many(running: Running, count: int, chunk: int = 100) -> list[int
 
 
 async def _metric(running: Running, name: str) -> float:
+    """The metric summed over its series (the billing gauges have one per branch)."""
     status, text = await running.get("/metrics")
     assert status == 200 and isinstance(text, str)
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not in /metrics")
+    values = [
+        float(line.split()[-1]) for line in text.splitlines() if line.startswith((name + " ", name + "{"))
+    ]
+    assert values, f"{name} not in /metrics"
+    return sum(values)
 
 
 async def _resident(running: Running, meter: str, value: str) -> str:
@@ -154,6 +159,7 @@ async def test_lease_hands_out_accepted_readings_in_the_documented_shape(running
     assert first["channel"] == "device"
     assert first["source"] == "device:token-1"
     assert first["employee"] is None
+    assert first["control"] is False  # not an inspector's control reading
     assert first["period"] == "2026-11"
     assert first["verdict"] == "accepted"
     assert first["reasons"] == []

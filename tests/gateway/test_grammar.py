@@ -9,6 +9,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from gateway.formats import DEFAULT_ENABLED, format_set
 from gateway.grammar import (
     FAILURE_CODES,
     HELP_EN,
@@ -194,7 +195,70 @@ def test_refused(text: str, code: str) -> None:
 
 def test_table_is_large_enough() -> None:
     assert len(ACCEPTED) + len(REFUSED) >= 60
-    assert {code for _, code in REFUSED} == set(FAILURE_CODES)
+    assert {code for _, code in REFUSED + REFUSED_BY_FORMATS} == set(FAILURE_CODES)
+
+
+# --- what the shipped text formats add (gateway/formats.py, gateway/text_formats/) ---------------
+
+FORMATS = format_set((*DEFAULT_ENABLED, "sakhalin"))
+
+READ_BY_FORMATS: list[tuple[str, ParsedReading]] = [
+    ("1000001 1Э1234", ParsedReading("1000001", None, ((None, "1234"),), meter_number=1)),
+    ("1Э1234", ParsedReading(None, None, ((None, "1234"),), meter_number=1)),  # the phone's account
+    ("1000002 1ЭН6789 1ЭД12345", ParsedReading("1000002", None, (("T1", "12345"), ("T2", "6789")), 1)),
+    ("1000002 1ЭД12345,1ЭН6789", ParsedReading("1000002", None, (("T1", "12345"), ("T2", "6789")), 1)),
+    ("1000001 1Э1234 1Г12", ParsedReading("1000001", None, ((None, "1234"),), 1, ignored=("1Г",))),
+    ("1000001 1234 ivan@mail.ru", ParsedReading("1000001", None, ((None, "1234"),), contact="ivan@mail.ru")),
+    ("1000001#45871234#1234,56", ParsedReading("1000001", "45871234", ((None, "1234"),), cut=True)),
+    ("1000001#45871234#1234", ParsedReading("1000001", "45871234", ((None, "1234"),))),
+    (
+        "1000001 45871234 1234",
+        ParsedReading(
+            "1000001",
+            None,
+            ((None, "45871234"), (None, "1234")),
+            alternatives=(ParsedReading("1000001", "45871234", ((None, "1234"),)),),
+            unclear="45871234",
+        ),
+    ),
+    # only the serial reading parses: it is the reading
+    ("1000002 45871235 Т1 1 Т2 2", ParsedReading("1000002", "45871235", (("T1", "1"), ("T2", "2")))),
+    ("1000001 1234", ParsedReading("1000001", None, ((None, "1234"),))),  # 4 digits: no serial
+]
+
+REFUSED_BY_FORMATS: list[tuple[str, str]] = [
+    ("1000001 1Г12", "not_electricity"),
+    ("1Х5", "not_electricity"),
+    ("1000001 1Э1234 2Э5", "several_meters"),
+    ("1000001 1Э12a4", "bad_value"),
+    ("ivan@mail.ru", "empty"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), READ_BY_FORMATS, ids=[t for t, _ in READ_BY_FORMATS])
+def test_read_by_formats(text: str, expected: ParsedReading) -> None:
+    assert parse_message(text, FORMATS) == expected
+
+
+@pytest.mark.parametrize(("text", "code"), REFUSED_BY_FORMATS, ids=[t for t, _ in REFUSED_BY_FORMATS])
+def test_refused_by_formats(text: str, code: str) -> None:
+    result = parse_message(text, FORMATS)
+    assert isinstance(result, ParseFailure) and result.code == code, result
+    assert sms_units(result.message_ru) <= 70, result.message_ru
+
+
+def test_without_the_formats_their_syntax_is_not_read() -> None:
+    assert isinstance(parse_message("1000001 1Э1234"), ParseFailure)
+    assert isinstance(parse_message("1000001 1234 ivan@mail.ru"), ParseFailure)
+    assert parse_message("1000001 45871234 1234") == R("1000001", "45871234", "1234")
+    assert parse_message("1000001#45871234#1234,5") == R("1000001", "1234.5", serial="45871234")
+
+
+def test_refusals_show_the_first_enabled_formats_example() -> None:
+    sakhalin_first = format_set(("sakhalin", "standard"))
+    result = parse_message("1234567 12345 как", sakhalin_first)
+    assert isinstance(result, ParseFailure)
+    assert result.message_ru == "Непонятно: «как». Пример: 1234567#45871234#12345"
 
 
 def test_help_fits_one_sms() -> None:
@@ -326,6 +390,11 @@ SEPARATORS = st.sampled_from([" ", "  ", ",", ", ", ";", "\n", "\t", "#", "=", "
 MESSAGES = st.lists(st.tuples(st.one_of(TOKENS, NUMBERS), SEPARATORS), max_size=12).map(
     lambda parts: "".join(token + sep for token, sep in parts)
 )
+CODED = st.sampled_from(["1Э", "2Э", "1ЭД", "1эн", "Э", "1Г", "Х", "a@b.ru", "ivаn@маil.ru", "45871234"])
+MESSAGES_WITH_CODES = st.lists(
+    st.tuples(st.one_of(TOKENS, NUMBERS, CODED, st.tuples(CODED, NUMBERS).map("".join)), SEPARATORS),
+    max_size=12,
+).map(lambda parts: "".join(token + sep for token, sep in parts))
 
 
 @settings(max_examples=500, deadline=None)
@@ -356,3 +425,13 @@ def test_dtmf_agrees_with_text(digits: str) -> None:
     """The keypad and SMS give the same value for the same number."""
     text = digits.rstrip("#").replace("*", ",")
     assert parse_message(text) == ParsedReading(None, None, ((None, parse_dtmf_number(digits) or ""),))
+
+
+@settings(max_examples=500, deadline=None)
+@given(MESSAGES_WITH_CODES)
+def test_fuzz_with_every_format(text: str) -> None:
+    result = parse_message(text, FORMATS)
+    check_invariants(result)
+    if isinstance(result, ParsedReading):
+        for reading in result.alternatives:
+            check_invariants(reading)

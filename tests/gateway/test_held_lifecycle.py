@@ -167,7 +167,7 @@ async def test_sms_reading_reminded_once_escalated_then_expired(
         ).scalar_one()
     assert item["state"] == "needs_confirmation" and item["overdue"] is False
     assert item["due_at"] == msk(18, 0).isoformat()  # the end of the next working day, from receipt
-    assert await metric(w, "gateway_readings_held", status="needs_confirmation") == 1
+    assert await metric(w, "gateway_readings_held", branch="default", status="needs_confirmation") == 1
 
     assert (await job(w).run_once())["reminded"] == 0 and got == []
     w.clock.now = msk(16, 16)  # 6 hours on: one reminder, by SMS to the phone it came from
@@ -186,10 +186,10 @@ async def test_sms_reading_reminded_once_escalated_then_expired(
     assert [(a, b) for a, b, _ in trail] == [("escalated", "held-job")]
     assert "not confirmed by" in (trail[0].comment or "")
     assert [r["state"] for r in held_items(await sla(w))] == ["flagged"]
-    assert await metric(w, "gateway_readings_held", status="flagged") == 1
-    assert await metric(w, "gateway_readings_held", status="needs_confirmation") == 0
+    assert await metric(w, "gateway_readings_held", branch="default", status="flagged") == 1
+    assert await metric(w, "gateway_readings_held", branch="default", status="needs_confirmation") == 0
     w.clock.now = msk(18, 1)
-    assert await metric(w, "gateway_readings_held_overdue", status="flagged") == 1
+    assert await metric(w, "gateway_readings_held_overdue", branch="default", status="flagged") == 1
     assert held_items(await sla(w))[0]["late_by"] == "hold"
 
     w.clock.now = msk(26, 0, 30)  # the period closed undecided: expired; the SMS waits for daytime

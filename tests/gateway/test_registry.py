@@ -292,3 +292,36 @@ async def test_an_accounts_own_time_zone_is_checked_and_kept(engine: AsyncEngine
     async with engine.connect() as conn:
         zones = dict((await conn.execute(select(accounts_table.c.number, accounts_table.c.timezone))).all())
     assert zones == {"1000001": "Asia/Yekaterinburg", "1000002": None}
+
+
+async def test_emails_are_checked_kept_in_lower_case_and_replaced_on_reimport(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    from gateway.store.schema import account_emails
+
+    async def emails() -> set[tuple[str, str]]:
+        async with engine.connect() as conn:
+            found = await conn.execute(
+                select(accounts.c.number, account_emails.c.email).join(
+                    accounts, accounts.c.id == account_emails.c.account_id
+                )
+            )
+            return set(found.all())
+
+    head = f"{HEADER},emails\n"
+    report = await _import(
+        engine,
+        tmp_path,
+        head + "1000001,E-1,M,T,6,,10,a,Ivan@Mail.RU; ivan@mail.ru\n"
+        "1000001,E-2,M,T,6,,10,a,почта@пример.рф\n"
+        "1000002,E-3,M,T,6,,10,b,\n"
+        "1000003,E-4,M,T,6,,10,c,ivan.mail.ru\n",
+    )
+    assert report.added == 3
+    assert report.refused == [(5, "email 'ivan.mail.ru' is not an address like ivan@mail.ru")]
+    assert await emails() == {("1000001", "ivan@mail.ru"), ("1000001", "почта@пример.рф")}
+    report = await _import(
+        engine, tmp_path, head + "1000001,E-1,M,T,6,,10,a,petr@mail.ru\n1000002,E-3,M,T,6,,10,b,\n"
+    )
+    assert (report.changed, report.unchanged) == (1, 1)  # the account's list changed, its meter did not
+    assert await emails() == {("1000001", "petr@mail.ru")}

@@ -1,8 +1,9 @@
 """Firmware profiles: Modbus register maps of meter models, kept as data (TOML), not code.
 
 One TOML file per meter model (and per firmware range where the map differs) lives in
-``firmware_profiles/`` (sub-folders are allowed, e.g. one per manufacturer).  The profile id
-is the file stem: ``firmware_profiles/eastron_sdm120.toml`` -> ``eastron_sdm120``.  Adding a
+``adapters/meters/firmware_profiles/``, package data shipped in the wheel (sub-folders are
+allowed, e.g. one per manufacturer).  The profile id is the file stem:
+``firmware_profiles/eastron_sdm120.toml`` -> ``eastron_sdm120``.  Adding a
 model is a data change: write the file, run ``meter-gateway profiles check`` (which calls
 :func:`check_profiles`), no code changes.
 

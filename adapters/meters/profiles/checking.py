@@ -8,6 +8,7 @@ from pathlib import Path
 from adapters.meters.profiles.codec import decode
 from adapters.meters.profiles.loading import load_profile, profile_files
 from adapters.meters.profiles.model import Profile, ProfileError, Register
+from adapters.meters.profiles.named import decode_vector
 from adapters.meters.profiles.planning import plan_reads
 
 # --------------------------------------------------------------------------- checking / describing
@@ -25,16 +26,22 @@ def run_vectors(profile: Profile) -> list[str]:
         key = f"test_vectors[{i}]"
         try:
             reg = profile.register(vec.register)
-            got = decode(reg, vec.words)
+            got = decode(reg, vec.words) if profile.protocol == "modbus" else decode_vector(profile, reg, vec)
         except (KeyError, ValueError) as exc:
             errors.append(f"{where}: {key}: {exc}")
             continue
         want = "missing" if vec.expected is None else str(vec.expected)
         if (got is None) != (vec.expected is None) or (got is not None and got != vec.expected):
             shown = "missing" if got is None else str(got)
+            wire = (
+                f"words {_fmt_words(vec.words)}"
+                if profile.protocol == "modbus"
+                else repr(vec.text)
+                if vec.text
+                else f"bytes {bytes(vec.words).hex(' ')}"
+            )
             errors.append(
-                f"{where}: {key}: register {vec.register!r} words {_fmt_words(vec.words)} "
-                f"decode to {shown}, expected {want}"
+                f"{where}: {key}: register {vec.register!r} {wire} decode to {shown}, expected {want}"
             )
     return errors
 
@@ -106,6 +113,8 @@ def _billed(profile: Profile) -> str:
 
 def describe(profile: Profile) -> str:
     """Human-readable register map table of a profile (for `meter-gateway profiles check`)."""
+    if profile.protocol != "modbus":
+        return describe_named(profile)
     lines = [
         f"{profile.id}: {profile.manufacturer} {profile.model}",
         f"  source:         {profile.source}",
@@ -144,4 +153,37 @@ def describe(profile: Profile) -> str:
     for block in plan:
         names = ", ".join(r.name for r in block.registers)
         lines.append(f"    fc{block.function} 0x{block.address:04X} x{block.count}: {names}")
+    return "\n".join(lines)
+
+
+def describe_named(profile: Profile) -> str:
+    """The values a profile of IEC 62056-21 reads: data set address and position, unit."""
+    lines = [
+        f"{profile.id}: {profile.manufacturer} {profile.model} ({profile.protocol})",
+        f"  source:         {profile.source}",
+    ]
+    if profile.firmware:
+        lines.append(f"  firmware:       {profile.firmware}")
+    lines += [
+        f"  response time:  {profile.response_time_ms} ms",
+        f"  zones:          {', '.join(profile.zones()) or '-'}",
+        f"  billed:         {_billed(profile)}",
+    ]
+    if profile.notes:
+        lines.append(f"  notes:          {' '.join(profile.notes.split())}")
+    rows = [["name", "quantity", "zone", "code", "index", "scale", "unit"]]
+    for reg in [*profile.registers, *profile.identification.values()]:
+        rows.append(
+            [
+                reg.name,
+                reg.quantity,
+                reg.zone or "",
+                reg.code,
+                str(reg.index),
+                format(reg.scale, "f"),
+                reg.unit,
+            ]
+        )
+    lines.append("")
+    lines += ["  " + line for line in _table(rows)]
     return "\n".join(lines)

@@ -34,6 +34,7 @@ from adapters.meters.profiles.model import (
     Vector,
     Zone,
 )
+from gateway.resources import package_path
 
 # --------------------------------------------------------------------------- schema (pydantic)
 
@@ -68,6 +69,7 @@ class _VectorModel(_Strict):
 
 
 class _ProfileModel(_Strict):
+    protocol: Literal["modbus"] = "modbus"  # other protocols: profiles/named.py
     id: str | None = None
     manufacturer: str = Field(min_length=1)
     model: str = Field(min_length=1)
@@ -204,13 +206,27 @@ def _check_overlaps(regs: Sequence[tuple[str, Register]], problems: list[tuple[s
                 )
 
 
-def _build(path: Path, model: _ProfileModel) -> Profile:
-    problems: list[tuple[str, str]] = []
+def _check_id_and_billed(path: Path, model: Any, problems: list[tuple[str, str]]) -> None:
+    """The rules every profile keeps, whatever its protocol: its id and its billed quantities."""
     stem = path.stem
     if model.id is not None and model.id != stem:
         problems.append(("id", f"{model.id!r} must equal the file name stem {stem!r}"))
     if not ID_RE.match(stem):
         problems.append(("id", f"file name stem {stem!r} is not a valid profile id ([a-z0-9_], lower case)"))
+    for i, quantity in enumerate(model.billed_quantities):
+        key = f"billed_quantities[{i}]"
+        if quantity not in ENERGY_QUANTITIES:
+            problems.append(
+                (key, f"only an energy counter is billed ({', '.join(ENERGY_QUANTITIES)}), not {quantity!r}")
+            )
+        elif quantity in model.billed_quantities[:i]:
+            problems.append((key, f"{quantity!r} is listed twice"))
+
+
+def _build(path: Path, model: _ProfileModel) -> Profile:
+    problems: list[tuple[str, str]] = []
+    stem = path.stem
+    _check_id_and_billed(path, model, problems)
 
     names: dict[str, str] = {}
     identification: dict[str, Register] = {}
@@ -231,15 +247,6 @@ def _build(path: Path, model: _ProfileModel) -> Profile:
         identification[ident_name] = reg
         names[ident_name] = key
         located.append((key, reg))
-
-    for i, quantity in enumerate(model.billed_quantities):
-        key = f"billed_quantities[{i}]"
-        if quantity not in ENERGY_QUANTITIES:
-            problems.append(
-                (key, f"only an energy counter is billed ({', '.join(ENERGY_QUANTITIES)}), not {quantity!r}")
-            )
-        elif quantity in model.billed_quantities[:i]:
-            problems.append((key, f"{quantity!r} is listed twice"))
 
     registers: list[Register] = []
     seen_series: dict[tuple[str, str | None], str] = {}
@@ -346,8 +353,9 @@ def _build(path: Path, model: _ProfileModel) -> Profile:
     )
 
 
-# The profiles shipped with the gateway (the `firmware_profiles/` folder of the installation).
-DEFAULT_DIR = Path(__file__).resolve().parents[3] / "firmware_profiles"
+# The profiles shipped with the gateway: package data, `adapters/meters/firmware_profiles/` of the
+# installation (gateway/resources.py); `[modbus] profiles_dir` replaces them.
+DEFAULT_DIR = package_path("adapters.meters", "firmware_profiles")
 
 
 def load_profile(path: str | Path) -> Profile:
@@ -361,6 +369,10 @@ def load_profile(path: str | Path) -> Profile:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(path, "(toml)", f"not valid TOML: {exc}") from exc
+    if isinstance(data, dict) and data.get("protocol", "modbus") != "modbus":
+        from adapters.meters.profiles.named import build_named  # protocols that name their values
+
+        return build_named(path, data)
     try:
         model = _ProfileModel.model_validate(data)
     except ValidationError as exc:

@@ -27,9 +27,13 @@ Quantity = Literal[
     "active_tariff",
 ]
 Zone = Literal["T", "T1", "T2", "T3", "T4"]
+# The protocols a profile may name; the bus worker reads a meter with the driver of its profile's
+# protocol (adapters/meters/drivers/).
+ProtocolName = Literal["modbus", "iec62056-21", "dlms", "mercury"]
 
 BYTE_ORDERS: tuple[str, ...] = get_args(ByteOrder)
 ZONES: tuple[str, ...] = get_args(Zone)
+PROTOCOLS: tuple[str, ...] = get_args(ProtocolName)
 QUANTITIES: tuple[str, ...] = get_args(Quantity)
 ENERGY_QUANTITIES: tuple[str, ...] = tuple(q for q in QUANTITIES if q.startswith("energy_"))
 # Which counter of a zone is the reading billed, when a profile does not say (`billed_quantities`):
@@ -99,13 +103,18 @@ class Register:
     name: str
     quantity: str
     zone: str | None
-    function: int
-    address: int
-    type: str
-    scale: Decimal
-    unit: str
-    byte_order: str
+    # Modbus: function code, protocol address, type and byte order of the words
+    function: int = 0
+    address: int = 0
+    type: str = ""
+    scale: Decimal = Decimal(1)
+    unit: str = ""
+    byte_order: str = "ABCD"
     nan_values: tuple[int, ...] = ()
+    # Protocols that name their values (IEC 62056-21: the data set's address, e.g. "1.8.1";
+    # Mercury: the request, e.g. "energy_from_reset") and the value's position in the answer
+    code: str = ""
+    index: int = 0
 
     @property
     def word_count(self) -> int:
@@ -127,8 +136,9 @@ class Vector:
     """A profile's test vector: register words in, expected value out (None = missing)."""
 
     register: str
-    words: tuple[int, ...]
+    words: tuple[int, ...]  # Modbus: register words; Mercury: the reply's bytes
     expected: Decimal | None
+    text: str = ""  # IEC 62056-21: the data line as the meter sends it
 
 
 @dataclass(frozen=True)
@@ -165,6 +175,7 @@ class Profile:
     notes: str | None = None
     max_gap_words: int = DEFAULT_MAX_GAP_WORDS
     billed_quantities: tuple[str, ...] = DEFAULT_BILLED
+    protocol: str = "modbus"  # one of PROTOCOLS: which driver reads the meter
 
     def energy_registers(self) -> tuple[Register, ...]:
         """The registers carrying energy counters (quantity energy_*), in file order."""

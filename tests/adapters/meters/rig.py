@@ -27,7 +27,7 @@ PROFILES = load_profiles(DEFAULT_DIR)
 
 # Meters of the Modbus tests: T, T1;T2 and T1;T2;T3 meters, and the serial numbers that the
 # meters' serial-number registers report (a replacement meter is registered under its number).
-REGISTRY = """account,meter_serial,meter_model,zones,digits,phones,max_power_kw,address
+REGISTRY = """account,meter_serial,meter_model,zones,digits,phones,max_power_kw,address,ct_ratio,vt_ratio
 3000001,MB-1,SDM120,T,6,,10,ул. Мира 1
 3000002,MB-2,iEM3255,T1;T2,6,,10,ул. Мира 2
 3000003,MB-3,B23,T1;T2;T3,6,,15,ул. Мира 3
@@ -36,6 +36,13 @@ REGISTRY = """account,meter_serial,meter_model,zones,digits,phones,max_power_kw,
 3000006,MB-6,SDM630,T,6,,10,ул. Мира 6
 3000007,22222222,SDM120,T,6,,10,ул. Мира 1
 3000008,40000001,B23,T1;T2;T3,6,,15,ул. Мира 8
+3000009,CE-301,CE301,T1;T2,6,,15,ул. Мира 9
+3000010,009217054009999,CE301,T1;T2,6,,15,ул. Мира 9
+3000011,DL-1,СПОДЭС,T1;T2,6,,15,ул. Мира 11
+3000012,04812399,СПОДЭС,T1;T2,6,,15,ул. Мира 11
+3000013,HG-1,Меркурий 234,T1;T2,6,,60,ТП-3 ввод 1,100/5,
+3000014,23400099,Меркурий 234,T1;T2,6,,60,ТП-3 ввод 1,100/5,
+3000015,HG-2,Меркурий 230,T,6,,15,ул. Мира 15
 """
 
 

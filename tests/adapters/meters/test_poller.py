@@ -453,20 +453,20 @@ def test_bus_configuration_errors_name_the_key(tmp_path: Path) -> None:
             load_config(path, {})
         return str(err.value)
 
-    assert "modbus.buses.0" in load(
+    assert "modbus.buses[0]" in load(
         '[[modbus.buses]]\nname = "a"\ntransport = "rtu"\nmeters = [{unit = 1}]\n'
     )
     assert "needs device" in load('[[modbus.buses]]\nname = "a"\ntransport = "rtu"\nmeters = [{unit = 1}]\n')
-    assert "modbus.buses.0.transport" in load(
+    assert "modbus.buses[0].transport" in load(
         '[[modbus.buses]]\nname = "a"\ntransport = "udp"\nhost = "x"\nmeters = [{unit = 1}]\n'
     )
-    assert "modbus.buses.0.meters.0.unti: unknown key" in load(
+    assert "modbus.buses[0].meters[0].unti: unknown key" in load(
         '[[modbus.buses]]\nname = "a"\ntransport = "tcp"\nhost = "x"\nmeters = [{unti = 1}]\n'
     )
     assert "unit 1 is listed twice" in load(
         '[[modbus.buses]]\nname = "a"\ntransport = "tcp"\nhost = "x"\nmeters = [{unit = 1}, {unit = 1}]\n'
     )
-    assert "modbus.buses.0.interval_seconds" in load(
+    assert "modbus.buses[0].interval_seconds" in load(
         '[[modbus.buses]]\nname = "a"\ntransport = "tcp"\nhost = "x"\ninterval_seconds = 0\nmeters = [{unit = 1}]\n'
     )
     ok = tmp_path / "ok.toml"
@@ -476,5 +476,7 @@ def test_bus_configuration_errors_name_the_key(tmp_path: Path) -> None:
     )
     from adapters.meters.poller import load_modbus_profiles
 
-    with pytest.raises(ConfigError, match=r"modbus.buses.0.meters.0.profile: unknown profile 'nope'"):
+    with pytest.raises(
+        ConfigError, match=r"modbus\.buses\[0\]\.meters\[0\]\.profile: unknown profile 'nope'"
+    ):
         load_modbus_profiles(load_config(ok, {}).modbus)

@@ -1,7 +1,8 @@
 """A local Telegram Bot API server for tests and load tests: aiohttp on a free loopback port.
 
 It implements the few methods the gateway's bot calls (getMe, sendMessage, editMessageText,
-answerCallbackQuery, getUpdates, setWebhook, deleteWebhook, getWebhookInfo, setMyCommands) the
+answerCallbackQuery, getUpdates, setWebhook, deleteWebhook, getWebhookInfo, setMyCommands, getFile
+and the file download `/file/bot<token>/<path>` of files the test put in `files`) the
 way the real server answers them (`{"ok": true, "result": ...}`; errors with `error_code` and
 `description`), records every call, and queues updates for `getUpdates` (long polling honours
 `offset` and `timeout`, and answers 409 while a webhook is set, as Telegram does).
@@ -46,6 +47,7 @@ class FakeBotApi:
         self.webhook_url = ""
         self.webhook_secret = ""
         self.fail: dict[str, int] = {}  # method -> how many next calls answer 500
+        self.files: dict[str, bytes] = {}  # file_id -> content, for getFile and the download
         self._ids = itertools.count(1)
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
@@ -56,6 +58,7 @@ class FakeBotApi:
     async def start(self, port: int = 0) -> str:
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._file)
         app.router.add_get("/_stats", self._stats)  # not Telegram's: what a load test reads
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -70,6 +73,15 @@ class FakeBotApi:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def _file(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return _error(401, "Unauthorized")
+        file_id = request.match_info["path"].removeprefix("photos/")
+        if file_id not in self.files:
+            return _error(404, "Not Found")
+        await self._note("download", {"file_id": file_id})
+        return web.Response(body=self.files[file_id], content_type="application/octet-stream")
 
     async def _stats(self, request: web.Request) -> web.Response:
         return web.Response(body=orjson.dumps({"counts": self.counts}), content_type="application/json")
@@ -158,6 +170,17 @@ class FakeBotApi:
 
     async def _m_answercallbackquery(self, params: dict[str, Any]) -> Any:
         return True
+
+    async def _m_getfile(self, params: dict[str, Any]) -> Any:
+        file_id = str(params.get("file_id", ""))
+        if file_id not in self.files:
+            return _error(400, "Bad Request: invalid file_id")
+        return {
+            "file_id": file_id,
+            "file_unique_id": f"u-{file_id}",
+            "file_size": len(self.files[file_id]),
+            "file_path": f"photos/{file_id}",
+        }
 
     async def _m_setmycommands(self, params: dict[str, Any]) -> Any:
         return True
@@ -266,6 +289,42 @@ def message_update(update_id: int, chat_id: int, text: str, user_id: int | None 
     }
     if text.startswith("/"):
         message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+    return {"update_id": update_id, "message": message}
+
+
+def photo_update(
+    update_id: int, chat_id: int, caption: str | None, sizes: list[tuple[str, int]], document: bool = False
+) -> dict[str, Any]:
+    """A photo with its caption: `sizes` are (file_id, file_size) from small to large, as
+    Telegram sends a photo's sizes; `document`: the first sent uncompressed, as a file."""
+    message: dict[str, Any] = {
+        "message_id": update_id,
+        "date": _DATE,
+        "chat": {"id": chat_id, "type": "private", "first_name": "Иван"},
+        "from": _user(chat_id),
+    }
+    if document:
+        file_id, size = sizes[0]
+        message["document"] = {
+            "file_id": file_id,
+            "file_unique_id": f"u-{file_id}",
+            "file_name": "meter.jpg",
+            "mime_type": "image/jpeg",
+            "file_size": size,
+        }
+    else:
+        message["photo"] = [
+            {
+                "file_id": f,
+                "file_unique_id": f"u-{f}",
+                "width": 320 * (i + 1),
+                "height": 240 * (i + 1),
+                "file_size": s,
+            }
+            for i, (f, s) in enumerate(sizes)
+        ]
+    if caption is not None:
+        message["caption"] = caption
     return {"update_id": update_id, "message": message}
 
 

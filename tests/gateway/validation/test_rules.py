@@ -515,6 +515,71 @@ def test_sources_more_than_a_month_apart_are_not_compared() -> None:
     assert [r.code for r in ev.reasons] == []
 
 
+# -- control readings (inspectors') ------------------------------------------------------------------
+
+
+def control_state(
+    control: str, at: datetime, last: str = "", last_at: datetime | None = None
+) -> dict[str, ZoneState]:
+    """The zone's latest control reading (taken `at`), 10 kWh a day of history, its last value
+    `last` taken `last_at` (by default the control reading itself)."""
+    return {
+        "T": history(
+            last or control,
+            last_at or at,
+            total_kwh="300",
+            total_days="30",
+            ctl_value=Decimal(control),
+            ctl_taken_at=at,
+        )
+    }
+
+
+def test_a_reading_far_above_the_control_reading_is_held_with_both_values() -> None:
+    # 2 days after the visit: up to 12000 + 10 x 2 x 1.5 + 10 = 12040 is believable
+    states = control_state("12000", NOW - timedelta(days=2))
+    assert run({"T": "12040"}, states=states).status is Status.ACCEPTED
+    ev = run({"T": "12041"}, states=states)
+    assert ev.status is Status.FLAGGED
+    r = only(ev)
+    assert (r.code, r.severity, r.zone) == ("control_mismatch", Severity.FLAG, "T")
+    assert r.message_ru == "расходится с контрольным показанием 12 000 от 23.05. Проверим"
+    assert r.message_en == "12 041 differs from the control reading 12 000 of 23 May (expected 11 990-12 040)"
+    assert_fits_sms(r)
+
+
+def test_a_reading_taken_before_the_visit_lies_below_the_control_reading() -> None:
+    # taken 2 days before the inspector's 12000: from 12000 - 10 x 2 x 1.5 - 10 = 11960 to 12010
+    states = control_state("12000", NOW - timedelta(days=1), last="11800", last_at=NOW - timedelta(days=10))
+    before = NOW - timedelta(days=3)
+    assert run({"T": "12010"}, taken_at=before, states=states).status is Status.ACCEPTED
+    assert only(run({"T": "12011"}, taken_at=before, states=states)).code == "control_mismatch"
+    assert run({"T": "11960"}, taken_at=before, states=states).status is Status.ACCEPTED
+    assert only(run({"T": "11959"}, taken_at=before, states=states)).code == "control_mismatch"
+
+
+def test_control_readings_themselves_and_devices_are_not_compared() -> None:
+    states = control_state("12000", NOW - timedelta(days=2))
+    ev = evaluate(
+        meter=meter(),
+        values={"T": "12300"},
+        taken_at=NOW,
+        now=NOW,
+        period=PERIOD,
+        period_note=None,
+        group=RuleGroup.OPERATORS,
+        limits=RuleThresholds(),
+        states=states,
+        control=True,
+    )
+    assert ev.status is Status.ACCEPTED
+    assert only(run({"T": "12300"}, states=states)).code == "control_mismatch"
+    devices = RuleThresholds(control_tolerance_kwh=None)
+    assert run({"T": "12300"}, states=states, limits=devices).status is Status.ACCEPTED
+    wide = RuleThresholds(control_tolerance_kwh=Decimal("500"))
+    assert run({"T": "12300"}, states=states, limits=wide).status is Status.ACCEPTED
+
+
 # -- next period ----------------------------------------------------------------------------------
 
 NEXT = Reason("next_period", Severity.INFO, "Учтём в июне: приём до 25-го", "counted for 2026-06")
