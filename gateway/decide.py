@@ -8,8 +8,10 @@ message, its readings and verdict and the moved-on history are written, all in t
 transaction. `gateway/intake.py` decides where a group runs and commits it before anyone is
 answered. The rows are read and written by gateway/store/intake_rows.py; the one decision runs
 on an async connection or, in the SQLite writer process, on a synchronous one through
-gateway/store/sync_bridge.py. What remains here (about 700 lines) is one `Decider` whose
-steps share a group's pending outcomes, and the few rules it applies to a single row.
+gateway/store/sync_bridge.py; which meter a submission speaks for is gateway/meter_resolution.py,
+who sent it gateway/senders.py. What remains here (about 650 lines) is one `Decider` whose steps
+share a group's pending outcomes (and its caches between groups), kept together so that the order
+of the steps and what each may assume of the ones before it read in one place.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import functools
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -33,6 +34,7 @@ from gateway.calendar import WorkCalendar
 from gateway.config import Config, RuleThresholds
 from gateway.group_split import Outcome, decide_apart
 from gateway.meter_cache import MeterCache, ZoneStateCache
+from gateway.meter_resolution import RegistryLookup, resolve_meter
 from gateway.model import (
     CHANNEL_GROUP,
     Channel,
@@ -45,81 +47,36 @@ from gateway.model import (
     Verdict,
 )
 from gateway.privacy import (
-    email_ref,
-    keyed_hash,
-    mask_phone,
     normalize_email,
     normalize_phone,
-    phone_hash,
     use_secret,
 )
 from gateway.senders import (
-    ANONYMOUS,
+    ADDRESSED_CHANNELS,
+    PHONE_CHANNELS,
     held_for_review,
     hold_site_form,
     rate_limited,
     refusal,
-    site_address,
+    sender_address,
+    sender_key,
     site_keys,
     site_rate_limited,
+    source_of,
 )
 from gateway.store import intake_rows
 from gateway.store.schema import inbound, readings
 from gateway.store.schema_senders import count_submissions, forget_before, hour_of
 from gateway.store.sync_bridge import Conn, SyncConnection, run_to_completion
 from gateway.text_intake import TextReading, choose, read_text
-from gateway.validation.context import SECONDS_PER_DAY, MeterInfo, ZoneState
+from gateway.validation.context import MeterInfo, ZoneState, advance_state
 from gateway.validation.evaluate import Evaluation, evaluate
 from gateway.validation.explain import generic, period_ru, reason
 
 log = logging.getLogger(__name__)
 
-PHONE_CHANNELS = {Channel.SMS, Channel.IVR}
-# The doors whose senders the registry lists for accounts: a phone (`phones`) or an e-mail address
-# (`emails`); they are verified for the account they speak for (gateway/senders.py).
-ADDRESSED_CHANNELS = PHONE_CHANNELS | {Channel.MAIL}
 # How far a status is from plain acceptance (a hold never softens a worse verdict).
 _RANK = {Status.ACCEPTED: 0, Status.FLAGGED: 1, Status.NEEDS_CONFIRMATION: 2, Status.REJECTED: 3}
-
-
-def source_of(sub: Submission) -> str:
-    """Who sent it, as stored with the reading: phones masked, e-mail addresses as their keyed
-    reference, other ids as they are."""
-    if sub.channel in PHONE_CHANNELS:
-        return mask_phone(sub.sender)
-    if sub.channel is Channel.MAIL:
-        return f"mail:{email_ref(sub.sender) if sub.sender != ANONYMOUS else ANONYMOUS}"
-    if sub.channel in (Channel.OPERATOR, Channel.PAPER):
-        return f"employee:{sub.employee or sub.sender}"
-    if sub.channel is Channel.SITE:
-        return f"site:{site_address(sub.sender)}"
-    return f"{sub.channel.value}:{sub.sender}"[:128]
-
-
-def sender_address(sub: Submission) -> str:
-    """The sender as the registry lists it: a normalised phone or a lower-case e-mail address;
-    "" for an IVR caller without a caller id or a mail whose sender the mail server did not
-    vouch for (`ANONYMOUS`: never verified)."""
-    if sub.sender == ANONYMOUS:
-        return ""
-    return normalize_email(sub.sender) if sub.channel is Channel.MAIL else normalize_phone(sub.sender)
-
-
-def _sender_key(sub: Submission) -> str:
-    """The keyed hash a sender's submissions are counted under (`submissions_per_hour`)."""
-    if sub.channel is Channel.MAIL:
-        return keyed_hash(f"mail:{sender_address(sub) or ANONYMOUS}")
-    return phone_hash(sender_address(sub) or ANONYMOUS)
-
-
-@dataclass(slots=True)
-class _Lookup:
-    """Registry rows needed by one group, fetched with a few IN queries."""
-
-    by_serial: dict[str, MeterInfo] = field(default_factory=dict)
-    by_account: dict[str, list[MeterInfo]] = field(default_factory=dict)
-    by_sender: dict[str, list[str]] = field(default_factory=dict)  # phone or e-mail -> account numbers
-    account_numbers: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -253,10 +210,10 @@ class Decider:
             if p.evaluation is not None:
                 continue
             if p.text is not None:
-                resolve = functools.partial(self._resolve, lookup=lookup, number=p.text.meter_number)
+                resolve = functools.partial(resolve_meter, lookup=lookup, number=p.text.meter_number)
                 p.sub, p.meter, problem = choose(p.text, resolve, self.formats)
             else:
-                p.meter, problem = self._resolve(p.sub, lookup)
+                p.meter, problem = resolve_meter(p.sub, lookup)
             if problem is not None:
                 p.evaluation = Evaluation(Status.REJECTED, [problem])
             self._check_sender(p, lookup)
@@ -270,7 +227,6 @@ class Decider:
         # Counted after the meters are locked: every group takes its locks in the same order
         # (meter states, then sender counts), so groups of several gateways cannot deadlock.
         await self._limit_senders(conn, fresh, now)
-        await self._limit_site_form(conn, fresh, now)
         for p in fresh:
             if p.evaluation is None and p.meter is not None:
                 self._evaluate(p, states, now)
@@ -303,7 +259,7 @@ class Decider:
         their_readings = await intake_rows.reading_ids(conn, [r[0] for r in rows])
         for inbound_id, channel, message_id, response in rows:
             p = pending[keys[(channel, message_id)]]
-            p.verdict = verdict_from_json(
+            p.verdict = intake_rows.verdict_from_json(
                 response, inbound_id, their_readings.get(inbound_id, {}), duplicate=True
             )
 
@@ -315,8 +271,8 @@ class Decider:
         else:
             p.text, p.sub = found, found.candidates[0]
 
-    async def _lookup(self, conn: Conn, fresh: list[_Pending]) -> _Lookup:
-        found = _Lookup()
+    async def _lookup(self, conn: Conn, fresh: list[_Pending]) -> RegistryLookup:
+        found = RegistryLookup()
         subs = [s for p in fresh for s in (p.text.candidates if p.text else (p.sub,))]
         serials = {s.meter_serial for s in subs if s.meter_serial}
         numbers = {s.account for s in subs if s.account}
@@ -368,80 +324,7 @@ class Decider:
                 known = number in existing
                 cache.by_account[number] = tuple(of_account.get(number, ())) if known else None
 
-    def _resolve(
-        self, sub: Submission, lookup: _Lookup, number: int | None = None
-    ) -> tuple[MeterInfo | None, Reason | None]:
-        """Which meter a submission is for, or why that cannot be told. `number`: the account's
-        meters numbered in the registry's order, as some formats' codes do ("2Э")."""
-        if sub.meter_serial:
-            meter = lookup.by_serial.get(sub.meter_serial)
-            if meter is None:
-                return None, reason(
-                    "unknown_meter",
-                    Severity.REJECT,
-                    f"Счётчик {sub.meter_serial[:16]} не найден. Проверьте номер",
-                    f"meter {sub.meter_serial} is not in the registry",
-                )
-            if sub.account and meter.account != sub.account:
-                return None, reason(
-                    "meter_not_on_account",
-                    Severity.REJECT,
-                    f"Счётчик {meter.serial[:16]} не относится к л/с {sub.account[:16]}",
-                    f"meter {meter.serial} does not belong to account {sub.account}",
-                )
-            return meter, None
-        account = sub.account
-        if account is None and sub.channel in ADDRESSED_CHANNELS:
-            known = lookup.by_sender.get(sender_address(sub), [])
-            if len(known) != 1:
-                ru, en = ("адрес", "e-mail address") if sub.channel is Channel.MAIL else ("номер", "phone")
-                return None, reason(
-                    "unknown_sender" if not known else "account_ambiguous",
-                    Severity.REJECT,
-                    "Укажите номер л/с: 1234567 12345"
-                    if not known
-                    else f"На {ru} несколько л/с. Укажите л/с",
-                    f"the sender's {en} is not registered; give the account number"
-                    if not known
-                    else f"the sender's {en} belongs to several accounts; give the account number",
-                )
-            account = known[0]
-        if account is None:
-            return None, reason(
-                "no_account", Severity.REJECT, "Укажите номер лицевого счёта", "no account or meter given"
-            )
-        candidates = [m for m in lookup.by_account.get(account, []) if m.active] or lookup.by_account.get(
-            account, []
-        )
-        if account not in lookup.account_numbers:
-            return None, reason(
-                "unknown_account",
-                Severity.REJECT,
-                f"Л/с {account[:16]} не найден. Проверьте номер",
-                f"account {account} is not in the registry",
-            )
-        if number is not None:
-            numbered = sorted((m for m in candidates if m.active), key=lambda m: m.id)
-            if number > len(numbered):
-                return None, reason(
-                    "unknown_meter_number",
-                    Severity.REJECT,
-                    f"У л/с {account[:16]} нет счётчика №{number}",
-                    f"account {account} has no meter number {number}",
-                )
-            return numbered[number - 1], None
-        if len(candidates) != 1:
-            return None, reason(
-                "meter_ambiguous" if candidates else "no_meter",
-                Severity.REJECT,
-                "У л/с несколько счётчиков: укажите л/с#счётчик#показание"
-                if candidates
-                else "У л/с нет счётчика. Позвоните нам",
-                f"account {account} has {len(candidates)} meters; give the meter serial",
-            )
-        return candidates[0], None
-
-    def _check_sender(self, p: _Pending, lookup: _Lookup) -> None:
+    def _check_sender(self, p: _Pending, lookup: RegistryLookup) -> None:
         """SMS, IVR and mail: is the sender's phone (address) registered for the account it speaks for?
 
         Under `refuse` an unverified sender that named an account or meter gets one answer
@@ -468,36 +351,22 @@ class Decider:
             p.evaluation = Evaluation(Status.REJECTED, [refusal(self._senders, sub.channel)])
 
     async def _limit_senders(self, conn: Conn, fresh: list[_Pending], now: datetime) -> None:
-        """`[senders] submissions_per_hour`: count this group's phone (and e-mail) submissions and
-        refuse those past the limit, in the same statement that records them."""
-        by_sender: dict[str, list[_Pending]] = {}
-        for p in fresh:
-            if p.sub.channel in ADDRESSED_CHANNELS:
-                by_sender.setdefault(_sender_key(p.sub), []).append(p)
-        if not by_sender:
-            return
-        window = hour_of(now)
-        if self._counted_hour != window:
-            await forget_before(conn, window)
-            self._counted_hour = window
-        before = await count_submissions(conn, window, {k: len(v) for k, v in by_sender.items()})
-        limit = self._senders.submissions_per_hour
-        for key, group in by_sender.items():
-            room = max(0, limit - before[key])
-            for p in group[room:]:
-                p.meter = None
-                p.evaluation = Evaluation(Status.REJECTED, [rate_limited(limit, p.sub.channel)])
-
-    async def _limit_site_form(self, conn: Conn, fresh: list[_Pending], now: datetime) -> None:
-        """`[senders] site_per_address_per_hour`, `site_per_account_per_hour`: the site form's
-        readings counted per client address and per account named, refused past either."""
+        """The hourly limits of `[senders]`, counted in the same statement that records them:
+        `submissions_per_hour` per phone (and e-mail address), and the site form's
+        `site_per_address_per_hour` and `site_per_account_per_hour`; what is past a limit is
+        refused and decides nothing."""
         by_key: dict[str, list[_Pending]] = {}
         limits: dict[str, int] = {}
         for p in fresh:
-            if p.sub.channel is Channel.SITE:
-                for key, limit in site_keys(p.sub.sender, p.sub.account, self._senders):
-                    by_key.setdefault(key, []).append(p)
-                    limits[key] = limit
+            if p.sub.channel in ADDRESSED_CHANNELS:
+                keys = [(sender_key(p.sub), self._senders.submissions_per_hour)]
+            elif p.sub.channel is Channel.SITE:
+                keys = site_keys(p.sub.sender, p.sub.account, self._senders)
+            else:
+                continue
+            for key, limit in keys:
+                by_key.setdefault(key, []).append(p)
+                limits[key] = limit
         if not by_key:
             return
         window = hour_of(now)
@@ -507,8 +376,12 @@ class Decider:
         before = await count_submissions(conn, window, {k: len(v) for k, v in by_key.items()})
         for key, group in by_key.items():
             for p in group[max(0, limits[key] - before[key]) :]:
+                site = p.sub.channel is Channel.SITE
                 p.meter = None
-                p.evaluation = Evaluation(Status.REJECTED, [site_rate_limited()])
+                p.evaluation = Evaluation(
+                    Status.REJECTED,
+                    [site_rate_limited() if site else rate_limited(limits[key], p.sub.channel)],
+                )
 
     def _told_account(self, p: _Pending) -> tuple[str | None, str | None]:
         """The account and meter a verdict names: an unverified sender only hears its own words."""
@@ -526,7 +399,7 @@ class Decider:
             p.evaluation = Evaluation(Status.REJECTED, [unprocessable(unfit)])
         else:
             lookup = await self._lookup(conn, [p])
-            p.meter, problem = self._resolve(sub, lookup)
+            p.meter, problem = resolve_meter(sub, lookup)
             if problem is not None or p.meter is None:
                 p.evaluation = Evaluation(Status.REJECTED, [problem] if problem else [])
             else:
@@ -772,62 +645,3 @@ class Decider:
             readings=tuple(ReadingOut(ids.get(z), z, v) for z, v in ev.values.items()),
             duplicate=ev.duplicate,
         )
-
-
-def advance_state(
-    state: ZoneState,
-    value: Decimal,
-    taken_at: datetime,
-    period: str,
-    group: RuleGroup,
-    used: Decimal | None,
-    owner: object,
-    control: bool = False,
-) -> None:
-    """Make `value` the zone's last reading and add its consumption to the running average;
-    a `control` reading (an inspector's) is also what later readings are compared with."""
-    if used is not None and state.last_taken_at is not None:
-        state.total_kwh += used
-        days = Decimal((taken_at - state.last_taken_at).total_seconds()) / SECONDS_PER_DAY
-        # A millionth of a day (0.09 s) is plenty, and keeps the stored text short.
-        state.total_days = (state.total_days + days).quantize(Decimal("0.000001"))
-    state.last_value = value
-    state.last_taken_at = taken_at
-    state.last_period = period
-    # The receipt (inbound id) is known only after the insert; until then the owner stands in.
-    state.last_receipt = None
-    state.last_owner = owner
-    if control:
-        state.ctl_value, state.ctl_taken_at = value, taken_at
-    elif group is RuleGroup.DEVICES:
-        state.dev_value, state.dev_taken_at = value, taken_at
-    else:
-        state.res_value, state.res_taken_at = value, taken_at
-
-
-def verdict_from_json(
-    text: str, receipt: int, reading_ids: dict[str, int], duplicate: bool = False
-) -> Verdict:
-    """Rebuild a stored answer (for redelivered messages)."""
-    data = orjson.loads(text)
-    reasons = tuple(
-        Reason(
-            code=r["code"],
-            severity=Severity[r["severity"].upper()],
-            message_ru=r["message_ru"],
-            message_en=r["message_en"],
-            zone=r.get("zone"),
-        )
-        for r in data["reasons"]
-    )
-    values = data.get("values") or {}
-    return Verdict(
-        status=Status(data["status"]),
-        reasons=reasons,
-        receipt=data.get("duplicate_of") or receipt,
-        account=data.get("account"),
-        meter_serial=data.get("meter_serial"),
-        period=data.get("period"),
-        readings=tuple(ReadingOut(reading_ids.get(z), z, Decimal(v)) for z, v in values.items()),
-        duplicate=duplicate,
-    )

@@ -24,13 +24,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.bounds import CONTROL
 from gateway.config import Config
-from gateway.decide import advance_state
 from gateway.model import CHANNEL_GROUP, Channel, ReadingOut, Reason, RuleGroup, Severity, Status, Verdict
 from gateway.store.intake_rows import save_states
 from gateway.store.rows import METER_INFO_COLUMNS, meter_info, state_from_row
 from gateway.store.schema import accounts, audit, meter_state, meters, readings
 from gateway.store.schema_held import FANOUT, notices
-from gateway.validation.context import MeterInfo, ZoneState
+from gateway.validation.context import MeterInfo, ZoneState, advance_state
 from gateway.validation.evaluate import evaluate
 from gateway.validation.explain import reason
 

@@ -26,8 +26,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.config import SendersConfig
-from gateway.model import Channel, Reason, Severity, Status
-from gateway.privacy import keyed_hash
+from gateway.model import Channel, Reason, Severity, Status, Submission
+from gateway.privacy import email_ref, keyed_hash, mask_phone, normalize_email, normalize_phone, phone_hash
 from gateway.store.schema_senders import hour_of, sender_counts
 from gateway.validation.evaluate import Evaluation
 from gateway.validation.explain import reason
@@ -141,3 +141,41 @@ async def site_form_full(
     )
     async with engine.connect() as conn:
         return any(count >= keys[key] for key, count in await conn.execute(query))
+
+
+# Who sent a submission, as the intake stores, verifies and counts it.
+
+PHONE_CHANNELS = {Channel.SMS, Channel.IVR}
+# The doors whose senders the registry lists for accounts: a phone (`phones`) or an e-mail address
+# (`emails`); they are verified for the account they speak for (gateway/senders.py).
+ADDRESSED_CHANNELS = PHONE_CHANNELS | {Channel.MAIL}
+
+
+def source_of(sub: Submission) -> str:
+    """Who sent it, as stored with the reading: phones masked, e-mail addresses as their keyed
+    reference, other ids as they are."""
+    if sub.channel in PHONE_CHANNELS:
+        return mask_phone(sub.sender)
+    if sub.channel is Channel.MAIL:
+        return f"mail:{email_ref(sub.sender) if sub.sender != ANONYMOUS else ANONYMOUS}"
+    if sub.channel in (Channel.OPERATOR, Channel.PAPER):
+        return f"employee:{sub.employee or sub.sender}"
+    if sub.channel is Channel.SITE:
+        return f"site:{site_address(sub.sender)}"
+    return f"{sub.channel.value}:{sub.sender}"[:128]
+
+
+def sender_address(sub: Submission) -> str:
+    """The sender as the registry lists it: a normalised phone or a lower-case e-mail address;
+    "" for an IVR caller without a caller id or a mail whose sender the mail server did not
+    vouch for (`ANONYMOUS`: never verified)."""
+    if sub.sender == ANONYMOUS:
+        return ""
+    return normalize_email(sub.sender) if sub.channel is Channel.MAIL else normalize_phone(sub.sender)
+
+
+def sender_key(sub: Submission) -> str:
+    """The keyed hash a sender's submissions are counted under (`submissions_per_hour`)."""
+    if sub.channel is Channel.MAIL:
+        return keyed_hash(f"mail:{sender_address(sub) or ANONYMOUS}")
+    return phone_hash(sender_address(sub) or ANONYMOUS)

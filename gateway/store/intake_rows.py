@@ -17,9 +17,11 @@ from decimal import Decimal
 from operator import itemgetter
 from typing import Any
 
+import orjson
 from sqlalchemy import DateTime, Table, and_, bindparam, insert, or_, select, text, update
 from sqlalchemy.sql.dml import Insert, Update
 
+from gateway.model import ReadingOut, Reason, Severity, Status, Verdict
 from gateway.store.rows import METER_INFO_COLUMNS, STATE_COLUMNS, meter_info, sqlite_time, state_from_values
 from gateway.store.schema import (
     account_emails,
@@ -310,3 +312,31 @@ async def save_states(conn: Conn, touched: dict[tuple[int, str], ZoneState]) -> 
 
 def _str(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
+
+
+def verdict_from_json(
+    text: str, receipt: int, reading_ids: dict[str, int], duplicate: bool = False
+) -> Verdict:
+    """Rebuild a stored answer (for redelivered messages)."""
+    data = orjson.loads(text)
+    reasons = tuple(
+        Reason(
+            code=r["code"],
+            severity=Severity[r["severity"].upper()],
+            message_ru=r["message_ru"],
+            message_en=r["message_en"],
+            zone=r.get("zone"),
+        )
+        for r in data["reasons"]
+    )
+    values = data.get("values") or {}
+    return Verdict(
+        status=Status(data["status"]),
+        reasons=reasons,
+        receipt=data.get("duplicate_of") or receipt,
+        account=data.get("account"),
+        meter_serial=data.get("meter_serial"),
+        period=data.get("period"),
+        readings=tuple(ReadingOut(reading_ids.get(z), z, Decimal(v)) for z, v in values.items()),
+        duplicate=duplicate,
+    )

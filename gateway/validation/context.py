@@ -101,3 +101,34 @@ class Candidate:
         One kWh of slack absorbs rounding of the displayed digits between close readings.
         """
         return self.max_power_kw * max(hours, Decimal(0)) + Decimal(1)
+
+
+def advance_state(
+    state: ZoneState,
+    value: Decimal,
+    taken_at: datetime,
+    period: str,
+    group: RuleGroup,
+    used: Decimal | None,
+    owner: object,
+    control: bool = False,
+) -> None:
+    """Make `value` the zone's last reading and add its consumption to the running average;
+    a `control` reading (an inspector's) is also what later readings are compared with."""
+    if used is not None and state.last_taken_at is not None:
+        state.total_kwh += used
+        days = Decimal((taken_at - state.last_taken_at).total_seconds()) / SECONDS_PER_DAY
+        # A millionth of a day (0.09 s) is plenty, and keeps the stored text short.
+        state.total_days = (state.total_days + days).quantize(Decimal("0.000001"))
+    state.last_value = value
+    state.last_taken_at = taken_at
+    state.last_period = period
+    # The receipt (inbound id) is known only after the insert; until then the owner stands in.
+    state.last_receipt = None
+    state.last_owner = owner
+    if control:
+        state.ctl_value, state.ctl_taken_at = value, taken_at
+    elif group is RuleGroup.DEVICES:
+        state.dev_value, state.dev_taken_at = value, taken_at
+    else:
+        state.res_value, state.res_taken_at = value, taken_at

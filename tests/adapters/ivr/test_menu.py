@@ -85,7 +85,10 @@ def test_check_finds_every_breach() -> None:
 
 def test_every_refusal_of_the_core_has_words() -> None:
     """Each REJECT reason code in the core is said by a prompt of its own (not 'ask the operator')."""
-    sources = [*(ROOT / "gateway" / "validation").glob("*.py"), ROOT / "gateway" / "decide.py"]
+    sources = [
+        *(ROOT / "gateway" / "validation").glob("*.py"),
+        *(ROOT / "gateway" / n for n in ("decide.py", "meter_resolution.py")),
+    ]
     codes: set[str] = set()
     for path in sources:
         text = path.read_text(encoding="utf-8")
