@@ -45,6 +45,22 @@ async def accounts_of_phone(engine: AsyncEngine, phone: str) -> list[str]:
         return list((await conn.execute(query)).scalars())
 
 
+async def branches_of_phone(engine: AsyncEngine, phone: str) -> set[str | None]:
+    """The branches (registry `branch`, None: the default) of the accounts the phone is
+    registered for; empty for a phone registered for none."""
+    normal = normalize_phone(phone)
+    if len(normal) < 2:
+        return set()
+    query = (
+        select(accounts.c.branch)
+        .join(phones, phones.c.account_id == accounts.c.id)
+        .where(phones.c.phone == normal)
+        .distinct()
+    )
+    async with engine.connect() as conn:
+        return set((await conn.execute(query)).scalars())
+
+
 async def meters_of_account(engine: AsyncEngine, number: str) -> list[MeterSummary] | None:
     """The account's meters in serial order; None when there is no such account."""
     async with engine.connect() as conn:

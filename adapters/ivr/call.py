@@ -37,7 +37,8 @@ from adapters.ivr.menu import (
     Screen,
 )
 from gateway import held
-from gateway.accounts import MeterSummary, accounts_of_phone, meters_of_account
+from gateway.accounts import MeterSummary, accounts_of_phone, branches_of_phone, meters_of_account
+from gateway.branches import Branch
 from gateway.calendar import window_days
 from gateway.grammar import parse_dtmf_number
 from gateway.host import Host
@@ -227,8 +228,8 @@ class Call:
             if action == "readings":
                 return self.identify
             if action == "window":
-                cal = self.host.config.calendar
-                first_day, last_day = window_days(cal.window_start_day, cal.cutoff_day)
+                branch = await self._caller_branch()
+                first_day, last_day = window_days(branch.window_start_day, branch.cutoff_day)
                 slots: dict[str, str | None] = {"first_day": str(first_day), "last_day": str(last_day)}
                 pending = await self.play(MENU.screen("window"), slots, allowed)
                 continue
@@ -236,6 +237,16 @@ class Call:
                 continue
             await self.to_operator(_why(key))
             return None
+
+    async def _caller_branch(self) -> Branch:
+        """Whose window dates to say before the caller has named an account: the branch of the
+        accounts the caller id is registered for when they all share one, else the default
+        branch (`[calendar]`). The dates are the same for every account of a branch, so saying
+        them tells nothing of any account."""
+        if self.sender == "anonymous":
+            return self.host.branches.default
+        ids = await branches_of_phone(self.host.engine, self.sender)
+        return self.host.branches.of(ids.pop()) if len(ids) == 1 else self.host.branches.default
 
     # -- level 2: whose account, which meter
 

@@ -440,6 +440,35 @@ async def test_health_probe_and_window_dates(ivr: Ivr) -> None:
     ]
 
 
+async def test_window_dates_are_the_callers_branch(db_url: str, tmp_path: Path, clock: FakeClock) -> None:
+    """A caller whose phone is registered in a branch with its own window hears that branch's
+    dates; a caller the registry does not know hears the default branch's ([calendar])."""
+    config = make_config(db_url, tmp_path, ivr={"enabled": True, "port": 0, "timeout_seconds": 1})
+    header, *rows = (tmp_path / "registry.csv").read_text(encoding="utf-8").splitlines()
+    (tmp_path / "registry.csv").write_text(
+        "\n".join([header + ",active,timezone,branch", *(r + ",,," for r in rows)])
+        + "\n3000001,K-1,Меркурий 201,T,6,+79120000001,10,Екатеринбург,,,ekb\n",
+        encoding="utf-8",
+    )
+    ekb = {"name": "Свердловский филиал", "window_start_day": 10, "cutoff_day": 20}
+    config = config.model_copy(update={"branches": type(config.branches).model_validate({"ekb": ekb})})
+    gateway = Gateway(config, clock=clock)
+    await gateway.start()
+    try:
+        ivr = await _ready(gateway, clock)
+        heard = {}
+        for who in ("+79120000001", "+79995550000"):
+            pbx = await ivr.call(["2", None, None, None], callerid=who)
+            start = pbx.heard.index("window_first")
+            heard[who] = pbx.heard[start + 1], pbx.heard[start + 3]
+        assert heard == {
+            "+79120000001": ("number:10", "number:19"),
+            "+79995550000": ("number:15", "number:25"),
+        }
+    finally:
+        await gateway.stop()
+
+
 async def test_disabled_ivr_serves_nothing(db_url: str, tmp_path: Path, clock: FakeClock) -> None:
     config = make_config(db_url, tmp_path)
     gateway = Gateway(config, clock=clock)
