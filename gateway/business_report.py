@@ -2,7 +2,8 @@
 metering point and day (README, "Business customers").
 
 The layout, as Excel saves it ("CSV UTF-8" or plain "CSV" in Windows-1251; `;`, `,` or a tab
-between cells), a header row first, one of two shapes:
+between cells; or the workbook itself, .xlsx, its first sheet), a header row first, one of two
+shapes:
 
     счётчик;зона;показание;дата          (long: one zone a row)
     45871234;Т1;12345,6;20.11.2026
@@ -25,9 +26,10 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
+from decimal import Decimal
 
 MAX_BYTES = 1_000_000
 MAX_ROWS = 5000
@@ -53,6 +55,7 @@ _ZONES = {
     "t3": "T3",
     "полупик": "T3",
 }
+_ZIP = b"PK\x03\x04"  # an .xlsx workbook is a zip archive
 _DAY = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})|(\d{4})-(\d{2})-(\d{2})")
 
 
@@ -90,10 +93,14 @@ def read_report(data: bytes, points: Iterable[Point]) -> Report:
     the file as a whole cannot be read."""
     if len(data) > MAX_BYTES:
         raise ReportError(f"Файл больше {MAX_BYTES // 1000} КБ: разделите его на части")
-    text = _decode(data)
-    first = text.split("\n", 1)[0]
-    delimiter = max(";,\t", key=first.count)
-    rows = csv.reader(io.StringIO(text), delimiter=delimiter)
+    rows: Iterator[list[str]]
+    if data.startswith(_ZIP):
+        rows = _xlsx_rows(data)
+    else:
+        text = _decode(data)
+        first = text.split("\n", 1)[0]
+        delimiter = max(";,\t", key=first.count)
+        rows = csv.reader(io.StringIO(text), delimiter=delimiter)
     try:
         header = [_norm(h) for h in next(rows)]
     except StopIteration:
@@ -129,6 +136,40 @@ def read_report(data: bytes, points: Iterable[Point]) -> Report:
         reading.values.update(values)
         reading.lines.append(number)
     return Report(list(found.values()), refused)
+
+
+def _xlsx_rows(data: bytes) -> Iterator[list[str]]:
+    """The first sheet of an Excel workbook (.xlsx) as rows of text, the way the CSV reader gives
+    them: numbers as written (no exponent), dates as ДД.ММ.ГГГГ, empty cells as ""."""
+    from openpyxl import load_workbook  # only when a workbook is uploaded
+
+    try:
+        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as exc:  # a damaged or foreign zip: openpyxl raises many kinds
+        raise ReportError(
+            "Файл не читается как книга Excel (.xlsx): сохраните его заново или как CSV"
+        ) from exc
+    try:
+        sheet = book.worksheets[0]
+        for row in sheet.iter_rows(values_only=True):
+            yield [_xlsx_cell(v) for v in row]
+    except Exception as exc:  # damage inside the sheet shows only as it is read
+        raise ReportError(
+            "Файл не читается как книга Excel (.xlsx): сохраните его заново или как CSV"
+        ) from exc
+    finally:
+        book.close()
+
+
+def _xlsx_cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime | date):
+        return value.strftime("%d.%m.%Y")
+    if isinstance(value, float):
+        text = format(Decimal(repr(value)), "f")  # 12345.6, not 12345.600000000000364
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    return str(value)
 
 
 def _decode(data: bytes) -> str:

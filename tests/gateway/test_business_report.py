@@ -69,3 +69,44 @@ def test_one_point_a_row_by_its_name_in_utf8_with_commas() -> None:
 def test_a_file_that_cannot_be_read_is_refused_whole(data: bytes, message: str) -> None:
     with pytest.raises(ReportError, match=message):
         read_report(data, POINTS)
+
+
+def _workbook(rows: list[list[object]]) -> bytes:
+    from io import BytesIO
+
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    for row in rows:
+        sheet.append(row)
+    out = BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def test_an_excel_workbook_reads_like_its_csv() -> None:
+    """The .xlsx itself, as Excel keeps it: numbers and dates as cells, not text."""
+    from datetime import datetime
+
+    data = _workbook(
+        [
+            ["Точка учёта", "Т1", "Т2", "Дата"],
+            ["Цех 1, ввод 1", 12345.6, 4567, datetime(2026, 11, 20)],
+            ["Цех 2", None, None, "20.11.2026"],
+            ["Склад", 1, 2, None],
+        ]
+    )
+    report = read_report(data, POINTS)
+    assert [(r.serial, r.day, r.values, r.lines) for r in report.readings] == [
+        ("B-1", date(2026, 11, 20), {"T1": "12345.6", "T2": "4567"}, [2]),
+        ("B-3", None, {"T1": "1", "T2": "2"}, [4]),
+    ]
+    assert [line for line, _ in report.refused] == [3]
+
+
+def test_a_damaged_workbook_is_refused_whole() -> None:
+    data = _workbook([["Счётчик", "Показание"], ["B-2", 5]])
+    with pytest.raises(ReportError, match="Excel"):
+        read_report(data[: len(data) // 2], POINTS)
