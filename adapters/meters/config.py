@@ -32,6 +32,8 @@ class ModbusMeterConfig(Section):
     six characters, default 111111 for access level 1, 222222 for level 2)."""
     access_level: Literal[1, 2] = 1
     """Mercury: the access level the channel is opened with (1: reading, 2: administrator)."""
+    network_address: int | None = Field(None, ge=0, le=0xFFFFFFFF)
+    """Mercury 200/201/203/206: the four-byte network address (default: the serial, when a number)."""
     dlms_client: int | None = Field(None, ge=1, le=127)
     """DLMS: the client address (СПОДЭС: 16 public, 32 reading); default 32 with a password, else 16."""
     dlms_logical: int = Field(1, ge=1, le=0x3FFF)

@@ -295,7 +295,7 @@ class BusWorker:
         framing = {"bytesize", "parity", "stopbits"} & bus.model_fields_set
         sign_on = (
             LineTiming(bus.baudrate, bus.bytesize, bus.parity, bus.stopbits)  # DLMS, Mercury: as configured
-            if self.protocol in ("dlms", "mercury")
+            if self.protocol in ("dlms", "mercury", "mercury200")
             else LineTiming(300, bus.bytesize, bus.parity, bus.stopbits)
             if framing
             else LineTiming(300, 7, "E", 1)
@@ -860,6 +860,11 @@ def load_modbus_profiles(config: ModbusConfig) -> dict[str, Profile]:
             from adapters.meters.drivers.mercury import bus_problems as mercury_problems
 
             for problem in mercury_problems(bus):
+                raise ConfigError(f"modbus.buses[{b}].{problem}")
+        if protocol == "mercury200":
+            from adapters.meters.drivers.mercury200 import bus_problems as mercury200_problems
+
+            for problem in mercury200_problems(bus):
                 raise ConfigError(f"modbus.buses[{b}].{problem}")
     return profiles
 

@@ -29,6 +29,7 @@ from typing import Any
 from adapters.meters.profiles import Profile, Register
 from adapters.meters.protocols import dlms_apdu as apdu
 from adapters.meters.protocols import dlms_hdlc as hdlc
+from adapters.meters.simulated_line import SimulatedLine
 
 log = logging.getLogger(__name__)
 
@@ -103,42 +104,18 @@ class SimulatedDlmsMeter:
         return apdu.aare(0, 0, lls=lls, conformance=apdu.CONFORMANCE_GET), True
 
 
-class SimulatedDlmsLine:
+class SimulatedDlmsLine(SimulatedLine):
     """The meters on one line or behind one TCP port, speaking HDLC or the wrapper."""
 
     def __init__(self, meters: Iterable[SimulatedDlmsMeter], framing: str = "hdlc") -> None:
         if framing not in ("hdlc", "wrapper"):
             raise ValueError("framing is hdlc or wrapper")
+        super().__init__()
         self.meters = list(meters)
         self.framing = framing
-        self.port: int | None = None
-        self._server: asyncio.Server | None = None
-        self._serial_transport: Any = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
-    async def start_tcp(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        self._server = await asyncio.get_running_loop().create_server(lambda: _MeterSide(self), host, port)
-        self.port = int(self._server.sockets[0].getsockname()[1])
-        return self.port
-
-    async def start_serial(self, device: str, baudrate: int = 9600) -> None:
-        import serial_asyncio_fast
-
-        self._serial_transport, _ = await serial_asyncio_fast.create_serial_connection(
-            asyncio.get_running_loop(), lambda: _MeterSide(self), device, baudrate=baudrate
-        )
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        if self._serial_transport is not None:
-            self._serial_transport.close()
-            self._serial_transport = None
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+    def side(self, *, serial: bool) -> asyncio.Protocol:
+        return _MeterSide(self)
 
 
 @dataclass
@@ -192,9 +169,7 @@ class _MeterSide(asyncio.Protocol):
             if self.transport is not None and not self.transport.is_closing():
                 self.transport.write(data)
 
-        task = asyncio.get_running_loop().create_task(answer())
-        self.line._tasks.add(task)
-        task.add_done_callback(self.line._tasks.discard)
+        self.line.later(answer())
 
     def _apdu(self, meter: SimulatedDlmsMeter, link: _Link, request: bytes, client: int) -> bytes | None:
         if request[:1] == b"\x60":

@@ -26,6 +26,7 @@ from typing import Any
 
 from adapters.meters.profiles import Profile, Register
 from adapters.meters.protocols import iec62056_21 as iec
+from adapters.meters.simulated_line import SimulatedLine
 
 log = logging.getLogger(__name__)
 
@@ -84,15 +85,13 @@ class SimulatedIecMeter:
         return lines
 
 
-class SimulatedIecLine:
-    """The meters on one line, answering on a serial device or on a TCP port."""
+class SimulatedIecLine(SimulatedLine):
+    """The meters on one line, answering on a serial device or on a TCP port (behind a converter
+    the line's speed never changes)."""
 
     def __init__(self, meters: Iterable[SimulatedIecMeter]) -> None:
+        super().__init__()
         self.meters = list(meters)
-        self.port: int | None = None
-        self._server: asyncio.Server | None = None
-        self._serial_transport: Any = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
     def meter_for(self, address: str) -> SimulatedIecMeter | None:
         for meter in self.meters:
@@ -100,41 +99,16 @@ class SimulatedIecLine:
                 return meter
         return None
 
-    async def start_tcp(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        """A transparent converter: each connection is the line (its speed never changes)."""
-        self._server = await asyncio.get_running_loop().create_server(
-            lambda: _MeterSide(self, serial=False), host, port
-        )
-        self.port = int(self._server.sockets[0].getsockname()[1])
-        return self.port
+    def side(self, *, serial: bool) -> asyncio.Protocol:
+        return _MeterSide(self, serial=serial)
 
-    async def start_serial(
+    async def start_serial(  # type: ignore[override]  # the sign-on speed is the standard's
         self, device: str, bytesize: int = 7, parity: str = "E", stopbits: int = 1
     ) -> None:
         """Answer on a serial device at 300 baud, 7E1 unless told otherwise (a pty may refuse parity)."""
-        import serial_asyncio_fast
-
-        self._serial_transport, _ = await serial_asyncio_fast.create_serial_connection(
-            asyncio.get_running_loop(),
-            lambda: _MeterSide(self, serial=True),
-            device,
-            baudrate=iec.SIGN_ON_BAUD,
-            bytesize=bytesize,
-            parity=parity,
-            stopbits=stopbits,
+        await super().start_serial(
+            device, iec.SIGN_ON_BAUD, bytesize=bytesize, parity=parity, stopbits=stopbits
         )
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        if self._serial_transport is not None:
-            self._serial_transport.close()
-            self._serial_transport = None
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 class _MeterSide(asyncio.Protocol):
@@ -172,7 +146,7 @@ class _MeterSide(asyncio.Protocol):
             meter = self.line.meter_for(address)
             self.talking = None
             if meter is not None and meter.fault != "silent":
-                self._later(self._identify(meter))
+                self.line.later(self._identify(meter))
             return
         if frame[:1] == bytes([iec.ACK]) and self.talking is not None:
             try:
@@ -181,12 +155,7 @@ class _MeterSide(asyncio.Protocol):
                 return
             meter, self.talking = self.talking, None
             if mode == "0" and baud in iec.BAUD_RATES:
-                self._later(self._readout(meter, iec.BAUD_RATES[baud]))
-
-    def _later(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self.line._tasks.add(task)
-        task.add_done_callback(self.line._tasks.discard)
+                self.line.later(self._readout(meter, iec.BAUD_RATES[baud]))
 
     def _reaction(self, meter: SimulatedIecMeter) -> float:
         return iec.REACTION_MIN_FAST_S if meter.manufacturer[2].islower() else iec.REACTION_MIN_S

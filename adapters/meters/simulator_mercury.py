@@ -29,6 +29,7 @@ from typing import Any
 
 from adapters.meters.profiles import Register
 from adapters.meters.protocols import mercury as m
+from adapters.meters.simulated_line import SimulatedLine
 
 log = logging.getLogger(__name__)
 
@@ -115,16 +116,14 @@ class SimulatedMercuryMeter:
         return self._state(m.BAD_REQUEST)
 
 
-class SimulatedMercuryLine:
-    """The meters on one RS-485 line, answering on a serial device or on a TCP port."""
+class SimulatedMercuryLine(SimulatedLine):
+    """The meters on one RS-485 line, answering on a serial device or on a TCP port (the meters'
+    factory setting is 9600 baud, 8N1)."""
 
     def __init__(self, meters: Iterable[SimulatedMercuryMeter], reaction_s: float = 0.0) -> None:
+        super().__init__()
         self.meters = list(meters)
         self.reaction_s = reaction_s  # how long a meter thinks before it answers
-        self.port: int | None = None
-        self._server: asyncio.Server | None = None
-        self._serial_transport: Any = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
     def meter_for(self, address: int) -> SimulatedMercuryMeter | None:
         for meter in self.meters:
@@ -132,31 +131,8 @@ class SimulatedMercuryLine:
                 return meter
         return None
 
-    async def start_tcp(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        """A transparent converter: each connection is the line."""
-        self._server = await asyncio.get_running_loop().create_server(lambda: _LineSide(self), host, port)
-        self.port = int(self._server.sockets[0].getsockname()[1])
-        return self.port
-
-    async def start_serial(self, device: str, baudrate: int = 9600) -> None:
-        """Answer on a serial device, 8N1 (the meters' factory setting is 9600 baud)."""
-        import serial_asyncio_fast
-
-        self._serial_transport, _ = await serial_asyncio_fast.create_serial_connection(
-            asyncio.get_running_loop(), lambda: _LineSide(self), device, baudrate=baudrate
-        )
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        if self._serial_transport is not None:
-            self._serial_transport.close()
-            self._serial_transport = None
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+    def side(self, *, serial: bool) -> asyncio.Protocol:
+        return _LineSide(self)
 
 
 class _LineSide(asyncio.Protocol):
@@ -193,9 +169,7 @@ class _LineSide(asyncio.Protocol):
             if reply is None:
                 continue
             if self.line.reaction_s:
-                task = asyncio.get_running_loop().create_task(self._later(reply))
-                self.line._tasks.add(task)
-                task.add_done_callback(self.line._tasks.discard)
+                self.line.later(self._later(reply))
             else:
                 self.transport.write(reply)
 

@@ -8,7 +8,8 @@ A profile names its protocol (`protocol = "modbus"` by default); `driver_for` gi
 - `iec62056-21`: a mode C data readout over a serial line or a TCP converter (drivers/iec62056_21.py);
 - `dlms`: DLMS/COSEM (СПОДЭС) GETs by logical name over HDLC or the TCP wrapper (drivers/dlms.py);
 - `mercury`: Incotex's protocol of the Mercury 230/234 over a serial line or a TCP converter
-  (drivers/mercury.py).
+  (drivers/mercury.py);
+- `mercury200`: the single-phase Mercury 200/201/203/206's own protocol (drivers/mercury200.py).
 """
 
 from __future__ import annotations
@@ -75,4 +76,8 @@ def driver_for(protocol: str, *, on_request: OnRequest, max_baudrate: int, bus: 
         from adapters.meters.drivers.mercury import MercuryDriver
 
         return MercuryDriver(on_request)
+    if protocol == "mercury200":
+        from adapters.meters.drivers.mercury200 import Mercury200Driver
+
+        return Mercury200Driver(on_request)
     raise ValueError(f"no driver for protocol {protocol!r}")

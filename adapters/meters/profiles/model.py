@@ -29,7 +29,7 @@ Quantity = Literal[
 Zone = Literal["T", "T1", "T2", "T3", "T4"]
 # The protocols a profile may name; the bus worker reads a meter with the driver of its profile's
 # protocol (adapters/meters/drivers/).
-ProtocolName = Literal["modbus", "iec62056-21", "dlms", "mercury"]
+ProtocolName = Literal["modbus", "iec62056-21", "dlms", "mercury", "mercury200"]
 
 BYTE_ORDERS: tuple[str, ...] = get_args(ByteOrder)
 ZONES: tuple[str, ...] = get_args(Zone)

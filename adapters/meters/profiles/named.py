@@ -1,8 +1,9 @@
 """Profiles of meters whose protocol names its values instead of numbering registers: IEC 62056-21
 (a data set's address such as "1.8.1" or Energomera's "ET0PE", and the value's position in it)
-and Mercury (a request such as "energy_from_reset" and the tariff it is asked for).
+and Mercury (a request such as "energy_from_reset" and the tariff it is asked for; the single-phase
+200 family's "energy_by_tariffs").
 
-Such a profile says `protocol = "iec62056-21"` or `"mercury"` at its top; its schema is the Modbus
+Such a profile says `protocol = "iec62056-21"`, `"mercury"` or `"mercury200"` at its top; its schema is the Modbus
 one's without the word-level keys (function, address, type, byte order, request size):
 
     protocol = "iec62056-21"
@@ -88,7 +89,7 @@ class _NamedVector(_Strict):
 
 
 class _NamedProfile(_Strict):
-    protocol: Literal["iec62056-21", "dlms", "mercury"]
+    protocol: Literal["iec62056-21", "dlms", "mercury", "mercury200"]
     id: str | None = None
     manufacturer: str = Field(min_length=1)
     model: str = Field(min_length=1)
@@ -107,8 +108,10 @@ CODES: dict[str, tuple[str, ...] | None] = {
     "iec62056-21": None,
     "dlms": None,  # any logical name A.B.C.D.E.F (checked below)
     "mercury": ("energy_from_reset",),  # request 05h, array 0; `index` is the tariff (0: the sum)
+    # command 27h; `index` is the tariff 1..4, 0 the sum the gateway adds (the answer has none)
+    "mercury200": ("energy_by_tariffs",),
 }
-MERCURY_IDENTIFICATION = "serial_number"  # request 08h, parameter 00h
+MERCURY_IDENTIFICATION = "serial_number"  # request 08h, parameter 00h (the 200 family: command 2Fh)
 MERCURY_QUANTITIES = ("energy_import", "energy_export")  # A+ and A- of an energy answer
 
 
@@ -125,7 +128,7 @@ def build_named(path: Path, data: dict[str, Any]) -> Profile:
     codes = CODES[model.protocol]
     identification: dict[str, Register] = {}
     for name, ident in model.identification.items():
-        if model.protocol == "mercury" and ident.code != MERCURY_IDENTIFICATION:
+        if model.protocol in ("mercury", "mercury200") and ident.code != MERCURY_IDENTIFICATION:
             problems.append(
                 (f"identification.{name}.code", f"mercury reads {MERCURY_IDENTIFICATION}, not {ident.code!r}")
             )
@@ -154,6 +157,10 @@ def build_named(path: Path, data: dict[str, Any]) -> Profile:
             problems.append((f"{key}.index", "the first value of a data set is index 1"))
         if model.protocol == "mercury" and rm.index > 4:
             problems.append((f"{key}.index", "a Mercury tariff is 0 (the sum) or 1..4"))
+        if model.protocol == "mercury200" and rm.index > 4:
+            problems.append((f"{key}.index", "a Mercury 200 tariff is 1..4 (0: their sum)"))
+        if model.protocol == "mercury200" and rm.quantity != "energy_import":
+            problems.append((f"{key}.quantity", f"mercury200 reads energy_import, not {rm.quantity!r}"))
         if model.protocol == "mercury" and rm.quantity not in MERCURY_QUANTITIES:
             problems.append(
                 (f"{key}.quantity", f"mercury reads {', '.join(MERCURY_QUANTITIES)}, not {rm.quantity!r}")
@@ -198,7 +205,8 @@ def build_named(path: Path, data: dict[str, Any]) -> Profile:
         vectors.append(Vector(vm.register_name, tuple(vm.bytes_ or ()), expected, text=vm.line or ""))
     if not have_number:
         problems.append(("test_vectors", "needs at least one vector with a numeric value"))
-    if not have_missing:
+    # the Mercury 200's answer always carries all four tariffs: its protocol has no "no value"
+    if not have_missing and model.protocol != "mercury200":
         problems.append(("test_vectors", f'needs at least one vector with value = "{MISSING}"'))
     if problems:
         (key0, reason0), *rest = problems
@@ -238,6 +246,8 @@ def decode_vector(profile: Profile, register: Register, vector: Vector) -> Decim
         return vector_value(register, bytes(vector.words))
     if profile.protocol == "mercury":
         return mercury_value(register, bytes(vector.words))
+    if profile.protocol == "mercury200":
+        return mercury200_value(register, bytes(vector.words))
     return iec_value(register, iec62056_21.parse_data_block(vector.text))
 
 
@@ -280,3 +290,13 @@ def mercury_value(register: Register, data: bytes) -> Decimal | None:
         return Decimal(mercury.serial_text(data))
     wh = mercury.energy_value(data)
     return None if wh is None else Decimal(wh) * register.scale
+
+
+def mercury200_value(register: Register, data: bytes) -> Decimal:
+    """A Mercury 200 value from its bytes as on the wire: a tariff's four BCD bytes (hundredths of
+    a kWh, times the register's scale), or the serial number's four (protocols/mercury200.py)."""
+    from adapters.meters.protocols import mercury200
+
+    if register.quantity == IDENTIFICATION_QUANTITY:
+        return Decimal(mercury200.serial_text(data))
+    return Decimal(mercury200.bcd(data)) * register.scale
