@@ -207,3 +207,35 @@ async def until(predicate: Any, within: float = 10.0, step: float = 0.02) -> Non
         if loop.time() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(step)
+
+
+@contextlib.asynccontextmanager
+async def demo_meter_polled(
+    db_url: str, tmp_path: Path, line: Any, make_bus: Any
+) -> AsyncIterator[tuple[Gateway, MeterState]]:
+    """A demo's simulated meter on `line` behind a converter (`make_bus(port)` is the demo's bus
+    for it), polled by a real gateway with the demo registry until its first reading is
+    accepted: the gateway and the meter's state."""
+    from tests.adapters.meters.test_service import DEMO_REGISTRY, RealClock, poller_of
+
+    port = await line.start_tcp()
+    try:
+        bus = make_bus(port).model_copy(update={"interval_seconds": 0.2})
+        config = make_config(
+            db_url,
+            tmp_path,
+            registry={"csv": str(DEMO_REGISTRY)},
+            modbus={"buses": [bus], "lease_seconds": 3},
+        )
+        gateway = Gateway(config, clock=RealClock())
+        await gateway.start()
+        try:
+            poller = poller_of(gateway)
+            await until(lambda: bus.name in poller.workers)
+            meter = poller.workers[bus.name].meters[0]
+            await until(lambda: meter.last_verdict == "accepted", within=10)
+            yield gateway, meter
+        finally:
+            await gateway.stop()
+    finally:
+        await line.stop()

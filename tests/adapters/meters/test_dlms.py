@@ -215,30 +215,8 @@ def test_hdlc_meters_need_a_physical_address_from_16() -> None:
 
 async def test_demo_dlms_meter_is_polled_and_booked(db_url: str, tmp_path: Path) -> None:
     from adapters.meters.simulator_dlms import demo_dlms_bus, demo_dlms_meter
-    from gateway.service import Gateway
-    from tests.adapters.meters.rig import until
-    from tests.adapters.meters.test_service import DEMO_REGISTRY, RealClock, poller_of
-    from tests.conftest import make_config
+    from tests.adapters.meters.rig import demo_meter_polled
 
     line = SimulatedDlmsLine([demo_dlms_meter()], framing="wrapper")
-    port = await line.start_tcp()
-    try:
-        bus = demo_dlms_bus(port).model_copy(update={"interval_seconds": 0.2})
-        config = make_config(
-            db_url,
-            tmp_path,
-            registry={"csv": str(DEMO_REGISTRY)},
-            modbus={"buses": [bus], "lease_seconds": 3},
-        )
-        gateway = Gateway(config, clock=RealClock())
-        await gateway.start()
-        try:
-            poller = poller_of(gateway)
-            await until(lambda: "demo-dlms" in poller.workers)
-            sim5 = poller.workers["demo-dlms"].meters[0]
-            await until(lambda: sim5.last_verdict == "accepted", within=10)
-            assert sim5.serial == "SIM-0005" and sim5.identity == "011223344550005"
-        finally:
-            await gateway.stop()
-    finally:
-        await line.stop()
+    async with demo_meter_polled(db_url, tmp_path, line, demo_dlms_bus) as (_, sim5):
+        assert sim5.serial == "SIM-0005" and sim5.identity == "011223344550005"

@@ -185,30 +185,8 @@ def test_a_bus_carries_one_protocol(tmp_path: Path) -> None:
 
 async def test_demo_iec_meter_is_polled_and_booked(db_url: str, tmp_path: Path) -> None:
     from adapters.meters.simulator_iec62056 import demo_iec_bus, demo_iec_meter
-    from gateway.service import Gateway
-    from tests.adapters.meters.rig import until
-    from tests.adapters.meters.test_service import DEMO_REGISTRY, RealClock, poller_of
-    from tests.conftest import make_config
+    from tests.adapters.meters.rig import demo_meter_polled
 
     line = SimulatedIecLine([demo_iec_meter()])
-    port = await line.start_tcp()
-    try:
-        bus = demo_iec_bus(port).model_copy(update={"interval_seconds": 0.2})
-        config = make_config(
-            db_url,
-            tmp_path,
-            registry={"csv": str(DEMO_REGISTRY)},
-            modbus={"buses": [bus], "lease_seconds": 3},
-        )
-        gateway = Gateway(config, clock=RealClock())
-        await gateway.start()
-        try:
-            poller = poller_of(gateway)
-            await until(lambda: "demo-iec" in poller.workers)
-            sim4 = poller.workers["demo-iec"].meters[0]
-            await until(lambda: sim4.last_verdict == "accepted", within=10)
-            assert sim4.serial == "SIM-0004" and sim4.identity == "009217054000004"
-        finally:
-            await gateway.stop()
-    finally:
-        await line.stop()
+    async with demo_meter_polled(db_url, tmp_path, line, demo_iec_bus) as (_, sim4):
+        assert sim4.serial == "SIM-0004" and sim4.identity == "009217054000004"

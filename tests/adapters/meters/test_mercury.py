@@ -250,45 +250,23 @@ def test_energy_counted_in_wh_is_billed_in_kwh() -> None:
 
 async def test_demo_mercury_meter_is_polled_and_booked_times_its_ratio(db_url: str, tmp_path: Path) -> None:
     from adapters.meters.simulator_mercury import demo_mercury_bus, demo_mercury_meter
-    from gateway.service import Gateway
-    from tests.adapters.meters.rig import until
-    from tests.adapters.meters.test_service import DEMO_REGISTRY, RealClock, poller_of
-    from tests.conftest import make_config
+    from tests.adapters.meters.rig import demo_meter_polled
 
     line = SimulatedMercuryLine([demo_mercury_meter()])
-    port = await line.start_tcp()
-    try:
-        bus = demo_mercury_bus(port).model_copy(update={"interval_seconds": 0.2})
-        config = make_config(
-            db_url,
-            tmp_path,
-            registry={"csv": str(DEMO_REGISTRY)},
-            modbus={"buses": [bus], "lease_seconds": 3},
-        )
-        gateway = Gateway(config, clock=RealClock())
-        await gateway.start()
-        try:
-            poller = poller_of(gateway)
-            await until(lambda: "demo-mercury" in poller.workers)
-            sim6 = poller.workers["demo-mercury"].meters[0]
-            await until(lambda: sim6.last_verdict == "accepted", within=10)
-            assert sim6.serial == "SIM-0006" and sim6.identity == "23400006"
-            async with gateway.engine.connect() as conn:
-                rows = (
-                    await conn.execute(
-                        select(readings.c.zone, readings.c.value, readings.c.raw_value, readings.c.ratio)
-                        .join(meters, meters.c.id == readings.c.meter_id)
-                        .where(meters.c.serial == "SIM-0006")
-                        .order_by(readings.c.id)
-                        .limit(2)
-                    )
-                ).all()
-            assert [(r.zone, r.ratio) for r in rows] == [("T1", "20"), ("T2", "20")]
-            assert all(Decimal(r.value) == Decimal(r.raw_value) * 20 for r in rows)
-        finally:
-            await gateway.stop()
-    finally:
-        await line.stop()
+    async with demo_meter_polled(db_url, tmp_path, line, demo_mercury_bus) as (gateway, sim6):
+        assert sim6.serial == "SIM-0006" and sim6.identity == "23400006"
+        async with gateway.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(readings.c.zone, readings.c.value, readings.c.raw_value, readings.c.ratio)
+                    .join(meters, meters.c.id == readings.c.meter_id)
+                    .where(meters.c.serial == "SIM-0006")
+                    .order_by(readings.c.id)
+                    .limit(2)
+                )
+            ).all()
+        assert [(r.zone, r.ratio) for r in rows] == [("T1", "20"), ("T2", "20")]
+        assert all(Decimal(r.value) == Decimal(r.raw_value) * 20 for r in rows)
 
 
 def test_a_poll_asks_only_for_the_tariffs_billed() -> None:
