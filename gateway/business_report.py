@@ -100,7 +100,7 @@ def read_report(data: bytes, points: Iterable[Point]) -> Report:
         text = _decode(data)
         first = text.split("\n", 1)[0]
         delimiter = max(";,\t", key=first.count)
-        rows = csv.reader(io.StringIO(text), delimiter=delimiter)
+        rows = _csv_rows(text, delimiter)
     try:
         header = [_norm(h) for h in next(rows)]
     except StopIteration:
@@ -136,6 +136,16 @@ def read_report(data: bytes, points: Iterable[Point]) -> Report:
         reading.values.update(values)
         reading.lines.append(number)
     return Report(list(found.values()), refused)
+
+
+def _csv_rows(text: str, delimiter: str) -> Iterator[list[str]]:
+    """The CSV's rows; a bare CR ends a line (old Excel for Mac). What the csv module cannot read
+    (a NUL, a quote left open across a line end it will not take) refuses the file, not a 500."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise ReportError(f"Строка {reader.line_num}: файл не читается как CSV ({exc})") from None
 
 
 def _xlsx_rows(data: bytes) -> Iterator[list[str]]:

@@ -27,6 +27,7 @@ from email.utils import getaddresses, parseaddr
 import orjson
 
 from adapters.mail.body import html_to_text, without_quotes
+from gateway.bounds import CONTROL
 from gateway.privacy import normalize_email
 
 MARKER = "X-Meter-Gateway"  # carried by every answer: a message with it is our own, come back
@@ -73,7 +74,9 @@ def _header(msg: Message, name: str) -> str:
         value = msg.get(name)
     except (ValueError, TypeError, IndexError):
         return ""
-    return "" if value is None else " ".join(str(value).split())
+    # Control characters go too: a NUL in From or Message-ID cannot be stored in PostgreSQL, and
+    # a letter failing there would be fetched again and again, blocking the mailbox behind it.
+    return "" if value is None else " ".join(CONTROL.sub(" ", str(value)).split())
 
 
 def automatic_kind(msg: Message, own_address: str) -> str | None:

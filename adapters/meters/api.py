@@ -36,6 +36,8 @@ def _moment(request: web.Request, name: str, default: datetime, tz: ZoneInfo) ->
         moment = datetime.fromisoformat(text[:40])
     except ValueError:
         raise ApiError(400, "bad_time", f"{name} must be a time like 2026-11-01T00:00+03:00") from None
+    if not 1970 <= moment.year <= 9000:  # year 1 or 9999 overflows in a zone shift or "a day before"
+        raise ApiError(400, "bad_time", f"{name} must be a time like 2026-11-01T00:00+03:00")
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
 
 
@@ -57,7 +59,7 @@ async def list_meter_intervals(request: web.Request) -> web.Response:
     if kind is not None and kind not in intervals.KINDS:
         raise ApiError(400, "bad_kind", f"kind is one of {', '.join(intervals.KINDS)}")
     limit_text = request.query.get("limit", "1000")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= intervals.MAX_LIST:
+    if not (limit_text.isascii() and limit_text.isdigit()) or not 1 <= int(limit_text) <= intervals.MAX_LIST:
         raise ApiError(400, "bad_limit", f"limit must be a whole number from 1 to {intervals.MAX_LIST}")
     limit = int(limit_text)
     rows = await intervals.list_intervals(request.app[ENGINE], serial, since, until, kind, limit + 1)

@@ -10,6 +10,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp_session import Session, get_session
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -48,7 +49,25 @@ async def csrf_protect(request: web.Request, handler: Handler) -> web.StreamResp
         sent = form.get("_csrf") if form is not None else None
     if not isinstance(expected, str) or not isinstance(sent, str) or not hmac.compare_digest(sent, expected):
         raise web.HTTPForbidden(reason="csrf")
-    return await handler(request)
+    if MULTIPART not in request:
+        return await handler(request)
+    try:
+        return await handler(request)
+    except (ValueError, AssertionError, HttpProcessingError) as exc:
+        # A form cut short or malformed after its token (a part's header with a NUL, no closing
+        # boundary): aiohttp's reader raises these while the handler streams the rest. That is the
+        # client's fault (400), not a defect (500).
+        if isinstance(exc, HttpProcessingError) or _raised_in_multipart(exc):
+            raise web.HTTPBadRequest(reason="malformed multipart form") from exc
+        raise
+
+
+def _raised_in_multipart(exc: BaseException) -> bool:
+    """Whether `exc` was raised inside aiohttp's multipart reader (not by the handler's own code)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_globals.get("__name__") == "aiohttp.multipart"
 
 
 MULTIPART = "multipart_reader"  # request key: the rest of a multipart form, after its token
@@ -69,7 +88,7 @@ async def _multipart_token(request: web.Request) -> str | None:
     try:
         reader = await request.multipart()
         part = await reader.next()
-    except (ValueError, AssertionError):
+    except (ValueError, AssertionError, HttpProcessingError):
         return None
     if not isinstance(part, BodyPartReader) or part.name != "_csrf":
         return None

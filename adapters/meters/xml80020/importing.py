@@ -137,13 +137,15 @@ class _Value:
 
 
 def _number(text: str | None) -> Decimal | None:
-    if not text:
+    if not text or len(text) > 32:  # the column holds 32 characters; no meter's value is longer
         return None
     try:
         value = Decimal(text.replace(",", ".").replace(" ", ""))
     except InvalidOperation:
         return None
-    return value if value.is_finite() else None
+    # "1e-999999999" or "0e999999999" are short, but written out in full they are a billion digits
+    exponent = value.as_tuple().exponent
+    return value if value.is_finite() and isinstance(exponent, int) and -9 <= exponent <= 9 else None
 
 
 def _read(path: Path, limit: int) -> tuple[bytes | None, str]:

@@ -114,6 +114,8 @@ def parse(data: bytes) -> Message:
         day = datetime.strptime(day_text, "%Y%m%d").date()
     except ValueError:
         raise FileProblem(f"<datetime><day> is no date YYYYMMDD: {day_text[:20]!r}") from None
+    if not 1970 <= day.year <= 9000:  # year 1 or 9999 overflows when its periods are put in UTC
+        raise FileProblem(f"<datetime><day> is out of range: {day_text[:20]!r}")
     points = []
     for area in root.findall("area"):
         for mp in area.findall("measuringpoint"):

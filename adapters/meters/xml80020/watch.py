@@ -58,7 +58,13 @@ class Folder:
 
     def ready(self) -> list[Path]:
         """Files whose size is what it was at the last look (not being written any more)."""
-        now = {p: p.stat().st_size for p in self.dir.iterdir() if p.is_file() and p.suffix.lower() == ".xml"}
+        # A link is not followed (as in the partners' drop folders): whoever may write here must
+        # not make the gateway read, then move away, a file from elsewhere.
+        now = {
+            p: p.stat().st_size
+            for p in self.dir.iterdir()
+            if p.suffix.lower() == ".xml" and not p.is_symlink() and p.is_file()
+        }
         ready = [p for p, size in sorted(now.items()) if self.sizes.get(p) == size]
         self.sizes = {p: s for p, s in now.items() if p not in ready}
         self.sizes_now = now

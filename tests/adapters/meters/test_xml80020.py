@@ -210,6 +210,10 @@ async def test_the_watched_folder_imports_and_files_away(db_url: str, tmp_path: 
     await gateway.start()
     try:
         await until(drop.is_dir)
+        # A link to a file elsewhere is neither read nor moved away (as in the partners' folders).
+        elsewhere = tmp_path / "elsewhere.xml"
+        elsewhere.write_bytes(message({"131150001113003": {"01": half_hours()}}))
+        (drop / "link.xml").symlink_to(elsewhere)
         (drop / "day.xml").write_bytes(message({"131150001113003": {"01": half_hours()}}))
         (drop / "broken.xml").write_bytes(b"<message")
         await until(lambda: (drop / "done" / "day.xml.report.txt").exists(), within=10)
@@ -217,6 +221,8 @@ async def test_the_watched_folder_imports_and_files_away(db_url: str, tmp_path: 
         assert "48 values: 48 stored" in (drop / "done" / "day.xml.report.txt").read_text(encoding="utf-8")
         assert (drop / "done" / "day.xml").exists() and not (drop / "day.xml").exists()
         assert "refused whole" in (drop / "failed" / "broken.xml.report.txt").read_text(encoding="utf-8")
+        assert (drop / "link.xml").is_symlink() and elsewhere.exists()
+        assert not (drop / "done" / "link.xml").exists() and not (drop / "failed" / "link.xml").exists()
         assert len(await stored(gateway.engine, "M-1")) == 48
         health = gateway.health_probes["xml80020"]()
         assert (health["imported"], health["failed"], health["status"]) == (1, 1, "ok")
