@@ -90,7 +90,7 @@ async def test_a_contact_signs_in_and_reports_three_points_then_a_file(
     await expect(page.get_by_text("Прежние").first).to_be_visible()
     report = tmp_path / "отчёт.csv"
     report.write_bytes(FILE.encode("cp1251"))  # as Excel saves "CSV" on a Russian Windows
-    await page.get_by_label(re.compile("Файл CSV")).set_input_files(str(report))
+    await page.get_by_label(re.compile("или CSV")).set_input_files(str(report))
     await page.get_by_role("button", name="Загрузить файл").click()
     await expect(page.get_by_role("heading", level=1)).to_have_text("Файл отчёт.csv обработан")
     await expect(page.get_by_role("status")).to_contain_text("Принято: 2")
