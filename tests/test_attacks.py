@@ -21,6 +21,7 @@ A review of the doors of issues 13-16 found, and these tests keep fixed:
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -29,6 +30,7 @@ import orjson
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from yarl import URL
 
 from adapters.mail import tables as mail_tables
 from adapters.mail.message import read_message
@@ -46,7 +48,7 @@ from tests.adapters.telegram.test_conversations import fake as fake  # noqa: F40
 from tests.adapters.web.test_business_cabinet import biz as biz  # noqa: F401 - the fixture
 from tests.adapters.web.test_business_cabinet import sendsms as sendsms  # noqa: F401 - the fixture
 from tests.adapters.web.test_business_cabinet import sign_in as business_sign_in
-from tests.adapters.web.test_cabinet import OPERATOR_PASSWORD, Web
+from tests.adapters.web.test_cabinet import OPERATOR_PASSWORD, Web, start_web
 from tests.adapters.web.test_cabinet import web as web  # noqa: F401 - the fixture
 from tests.conftest import BILLING_TOKEN, FakeClock, Running, make_config
 
@@ -194,3 +196,36 @@ async def test_a_business_report_with_cr_line_ends_or_a_huge_cell_is_no_500(
         async with c.http.post(c.base + "/business/upload", data=form) as resp:
             text = await resp.text()
         assert resp.status == status and said in text, (status, resp.status, text[:1500])
+
+
+async def test_an_upload_dripped_slower_than_allowed_gets_408(
+    db_url: str, tmp_path: Path, clock: FakeClock
+) -> None:
+    """A multipart form is left unread by the body deadline (the file is streamed), so the upload
+    has its own: a form that has not arrived within `http.body_timeout_seconds` gets 408 and the
+    connection closed, like any other body, instead of holding its handler open."""
+    from tests.test_edge_bounds import _drip
+
+    w = await start_web(db_url, tmp_path, clock, http={"body_timeout_seconds": 1.0})
+    try:
+        c = w.client()
+        await c.sign_in("1000001", "4567")
+        home = await c.get("/cabinet/")
+        cookie = "; ".join(
+            f"{m.key}={m.value}" for m in c.http.cookie_jar.filter_cookies(URL(c.base)).values()
+        )
+        body = (
+            b'--x\r\nContent-Disposition: form-data; name="_csrf"\r\n\r\n' + home.token().encode() + b"\r\n"
+            b'--x\r\nContent-Disposition: form-data; name="v_T"\r\n\r\n12345\r\n--x--\r\n'
+        )
+        reader, writer = await asyncio.open_connection("127.0.0.1", w.gateway.port)
+        writer.write(
+            b"POST /cabinet/meters/M-1 HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: "
+            + cookie.encode()
+            + b"\r\nContent-Type: multipart/form-data; boundary=x\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
+        answer = await _drip(writer, reader, body)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    finally:
+        await w.close()

@@ -31,7 +31,7 @@ from aiohttp_session import Session, get_session
 
 from adapters.web import pages, sessions, signin
 from adapters.web.config import CabinetConfig
-from adapters.web.csrf import MULTIPART, takes_upload
+from adapters.web.csrf import MULTIPART, form_read, takes_upload
 from adapters.web.pages import ZONE_LABEL, render
 from gateway import account_views, business, business_report, held, verification
 from gateway.account_views import AccountView
@@ -291,6 +291,7 @@ async def upload(request: web.Request) -> web.Response:
             name = (part.filename or "file")[:100]
             data = await _read_bounded(part, business_report.MAX_BYTES + 1)
             break
+    form_read(request)
     points = [business_report.Point(m.serial, m.point, m.zones) for m in view.meters if m.active]
     try:
         found = business_report.read_report(data, points)

@@ -4,6 +4,7 @@ carries it as its first field, read here without reading the file."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import re
 import secrets
@@ -12,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp_session import Session, get_session
+
+from gateway.app_keys import CONFIG
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -35,24 +38,41 @@ async def csrf_protect(request: web.Request, handler: Handler) -> web.StreamResp
         raise web.HTTPForbidden(reason="cross-site form")
     session = await get_session(request)
     expected = session.get("csrf")
-    sent: object = None
     if request.content_type == "multipart/form-data":
         # Only a handler that takes a file reads a multipart form; any other would find its body
         # half read, so such a form anywhere else is refused like one without a token.
-        if getattr(request.match_info.handler, TAKES_UPLOAD, False):
-            sent = await _multipart_token(request)
-    else:
-        try:
-            form = await request.post()
-        except ValueError:
-            form = None
-        sent = form.get("_csrf") if form is not None else None
+        if not getattr(request.match_info.handler, TAKES_UPLOAD, False):
+            raise web.HTTPForbidden(reason="csrf")
+        return await _upload(request, handler, expected)
+    try:
+        form = await request.post()
+    except ValueError:
+        form = None
+    _check(expected, form.get("_csrf") if form is not None else None)
+    return await handler(request)
+
+
+def _check(expected: object, sent: object) -> None:
     if not isinstance(expected, str) or not isinstance(sent, str) or not hmac.compare_digest(sent, expected):
         raise web.HTTPForbidden(reason="csrf")
-    if MULTIPART not in request:
-        return await handler(request)
+
+
+async def _upload(request: web.Request, handler: Handler, expected: object) -> web.StreamResponse:
+    """A file upload: its token, then the handler, which streams the rest of the form.
+
+    `body_deadline` leaves a multipart body unread, so the whole form (token, fields, file) must
+    arrive within `http.body_timeout_seconds` of here, or 408 (a client dripping its upload holds
+    nothing for long); the handler calls `form_read` once it has what it needs, so that what it
+    then does (an import, a photo's re-encoding) does not count."""
     try:
-        return await handler(request)
+        async with asyncio.timeout(request.config_dict[CONFIG].http.body_timeout_seconds) as deadline:
+            request[UPLOAD_DEADLINE] = deadline
+            _check(expected, await _multipart_token(request))
+            return await handler(request)
+    except TimeoutError:
+        response = web.Response(status=408, text="the form did not arrive in time")
+        response.force_close()
+        return response
     except (ValueError, AssertionError, HttpProcessingError) as exc:
         # A form cut short or malformed after its token (a part's header with a NUL, no closing
         # boundary): aiohttp's reader raises these while the handler streams the rest. That is the
@@ -60,6 +80,13 @@ async def csrf_protect(request: web.Request, handler: Handler) -> web.StreamResp
         if isinstance(exc, HttpProcessingError) or _raised_in_multipart(exc):
             raise web.HTTPBadRequest(reason="malformed multipart form") from exc
         raise
+
+
+def form_read(request: web.Request) -> None:
+    """An upload handler has read its form: the upload deadline no longer runs."""
+    deadline = request.get(UPLOAD_DEADLINE)
+    if deadline is not None:
+        deadline.reschedule(None)
 
 
 def _raised_in_multipart(exc: BaseException) -> bool:
@@ -71,6 +98,7 @@ def _raised_in_multipart(exc: BaseException) -> bool:
 
 
 MULTIPART = "multipart_reader"  # request key: the rest of a multipart form, after its token
+UPLOAD_DEADLINE = "upload_deadline"  # request key: the asyncio.Timeout bounding the form's reading
 TAKES_UPLOAD = "takes_upload"
 
 

@@ -21,7 +21,7 @@ from adapters.partner_files.readers import FileProblem
 from adapters.partner_files.service import Imports, imports_for
 from adapters.partner_files.uploads import UploadTooLarge, new_upload, save_stream
 from adapters.web import sessions
-from adapters.web.csrf import MULTIPART, takes_upload
+from adapters.web.csrf import MULTIPART, form_read, takes_upload
 from adapters.web.pages import render
 from gateway.host import Host
 
@@ -90,6 +90,7 @@ async def upload(request: web.Request) -> web.Response:
                 raise web.HTTPBadRequest()
             if part.name == "file":
                 name = part.filename or "file"
+                form_read(request)  # the file has a bound and a deadline of its own, next line
                 path = new_upload(imports.incoming)
                 await save_stream(
                     _chunks(part), path, imports.config.max_file_bytes, imports.config.upload_timeout_seconds

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from aiohttp import BodyPartReader, web
 
 from adapters.web import pages
-from adapters.web.csrf import MULTIPART
+from adapters.web.csrf import MULTIPART, form_read
 from gateway import photos
 from gateway.app_keys import CLOCK, CONFIG, ENGINE
 
@@ -67,6 +67,7 @@ async def reading_form(request: web.Request) -> ReadingForm:
                 break
         if form.refused is None and data and part.filename:
             form.photo = bytes(data)
+    form_read(request)
     return form
 
 
