@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
@@ -167,12 +168,16 @@ async def test_80020_files_out_of_range_are_refused_not_fatal(
         path.write_bytes(
             xml80020({"131150001113003": {"01": [("2330", "0000", "5")]}}).replace(b"20261116", day.encode())
         )
-        report = await import_file(engine, XML80020, path, via="cli", clock=clock)
+        report = await import_file(
+            engine, XML80020, path, via="cli", clock=clock, default_max_power_kw=Decimal("15")
+        )
         assert report.error == f"<datetime><day> is out of range: '{day}'", report.error
     periods = [("0000", "0030", "1e-999999999"), ("0030", "0100", "0e999999999"), ("0100", "0130", "1" * 40)]
     path = tmp_path / "80020_exponents.xml"
-    path.write_bytes(xml80020({"131150001113003": {"01": [*periods, ("0130", "0200", "7,5")]}}))
-    report = await import_file(engine, XML80020, path, via="cli", clock=clock)
+    path.write_bytes(xml80020({"131150001113003": {"01": [*periods, ("0130", "0200", "2,5")]}}))
+    report = await import_file(
+        engine, XML80020, path, via="cli", clock=clock, default_max_power_kw=Decimal("15")
+    )
     assert report.error is None and report.totals()["stored"] == 1, report.text()
     assert report.text().count("is no number") == 3, report.text()
 

@@ -63,6 +63,9 @@ class ModbusBusConfig(Section):
     """rtu: 1 or 2."""
     bytesize: Literal[7, 8] = 8
     """rtu: 7 or 8."""
+    software_parity: bool = False
+    """IEC 62056-21 and other 7-bit lines: the port or converter carries 8N1 and the gateway adds and
+    checks the parity bit (E or O of `parity`; IEC's 7E1 by default) for an adapter that cannot frame 7E1."""
     meters: list[ModbusMeterConfig] = Field(min_length=1)
     """The meters on this bus: [[modbus.buses.meters]] tables."""
     interval_seconds: float = Field(60.0, gt=0)

@@ -32,6 +32,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 from pymodbus.framer import FramerRTU
 
+from adapters.meters.pause import pause
 from adapters.meters.wire import LineTiming, LinkStats, ReadError, rtu_reply_bytes
 
 __all__ = ["LineTiming", "Link", "LinkStats", "ReadError", "rtu_reply_bytes", "serial_link", "tcp_link"]
@@ -149,8 +150,7 @@ class Link:
                 raise ReadError("disconnected", "connection closed")
             if self.timing is not None:  # silent interval since the line last went quiet
                 wait = self._quiet_since + self.timing.silent_interval - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)
+                await pause(wait)
             client.ctx.comm_params.timeout_connect = self.timeout_for(count, response_ms)
             watch = self._watch = _Watch(unit, function, count)
             self.stats.requests += 1

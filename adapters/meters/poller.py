@@ -29,6 +29,7 @@ holding its lease (`modbus_leases`), renewed every `lease_seconds / 3`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import socket
@@ -49,7 +50,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from adapters.meters import intervals, store
 from adapters.meters.billing_selection import BillingSelection
 from adapters.meters.config import ModbusBusConfig, ModbusConfig, ModbusMeterConfig
-from adapters.meters.drivers import Driver, driver_for
+from adapters.meters.drivers import Driver, Readout, driver_for
 from adapters.meters.drivers.modbus import read_plan
 from adapters.meters.modbus_link import LineTiming, Link, ReadError, serial_link, tcp_link
 from adapters.meters.profiles import (
@@ -75,6 +76,8 @@ REGISTRY_REFRESH_SECONDS = 60.0
 TCP_CONNECT_TIMEOUT = 3.0
 PURGE_EVERY_SECONDS = 86400.0  # polled interval data past its keeping time is deleted once a day
 IDENTIFY_AGAIN_SECONDS = 86400.0  # a meter that refused its identification is asked again a day later
+HAND_OVER_BACKLOG = 32  # readings of one bus waiting for the intake before the bus waits too
+HAND_OVER_DRAIN_SECONDS = 10.0  # a stopping bus stores the readings it has taken for at most this long
 
 
 class ModbusMetrics:
@@ -124,6 +127,15 @@ class ModbusMetrics:
             ["bus"],
             registry=registry,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """What a meter answered, on its way to the intake."""
+
+    profile: Profile
+    readout: Readout
+    reply_at: datetime
 
 
 @dataclass(eq=False)
@@ -218,6 +230,9 @@ class BusWorker:
             bus.billing, bus.billing_time, bus.intervals_minutes, getattr(poller.host, "branches", None)
         )
         self._semaphore = asyncio.Semaphore(bus.max_concurrency)
+        self._handing: set[asyncio.Task[Verdict | None]] = set()  # readings on their way to the intake
+        self._handing_of: dict[str, asyncio.Task[Verdict | None]] = {}  # meter address -> its latest
+        self._room = asyncio.Semaphore(max(HAND_OVER_BACKLOG, bus.max_concurrency))
         timing = (
             LineTiming(bus.baudrate, bus.bytesize, bus.parity, bus.stopbits)
             if bus.transport == "rtu"
@@ -300,12 +315,21 @@ class BusWorker:
             if framing
             else LineTiming(300, 7, "E", 1)
         )
+        soft_parity = None
+        if bus.software_parity:  # the 7-bit frame goes over 8N1; its parity bit is the link's to add
+            soft_parity = sign_on.parity
+            sign_on = dataclasses.replace(sign_on, bytesize=8, parity="N")
         if bus.transport == "rtu":
             assert bus.device is not None
             key = bus.device
             if key not in self.links:
                 self.links[key] = serial_stream_link(
-                    bus.device, sign_on, latency_ms=latency, backoff_initial=first, backoff_max=most
+                    bus.device,
+                    sign_on,
+                    latency_ms=latency,
+                    backoff_initial=first,
+                    backoff_max=most,
+                    soft_parity=soft_parity,
                 )
         else:
             host, port = m.host or bus.host, m.port or bus.port
@@ -320,6 +344,7 @@ class BusWorker:
                     connect_timeout=TCP_CONNECT_TIMEOUT,
                     backoff_initial=first,
                     backoff_max=most,
+                    soft_parity=soft_parity,
                 )
         link = self.links[key]
         assert isinstance(link, StreamLink)
@@ -356,6 +381,9 @@ class BusWorker:
             else:
                 await asyncio.gather(*(self._run_meter(m) for m in self.meters))
         finally:
+            # Readings already taken from the meters are stored before the bus stops.
+            if self._handing:
+                await asyncio.wait(self._handing, timeout=HAND_OVER_DRAIN_SECONDS)
             for link in self.links.values():
                 link.close()
 
@@ -366,40 +394,109 @@ class BusWorker:
             wait = m.next_due - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
-            await self.poll_meter(m)
+            await self._previous_handed_over(m)
+            reading = await self.read_meter(m)
             _stop_if_cancelled()
+            if reading is not None:
+                await self._hand_over_later(m, reading)
 
     async def _run_meter(self, m: MeterState) -> None:
         while True:
             wait = m.next_due - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
+            await self._previous_handed_over(m)
             async with self._semaphore:
-                await self.poll_meter(m)
+                reading = await self.read_meter(m)
             _stop_if_cancelled()
+            if reading is not None:
+                await self._hand_over_later(m, reading)
+
+    # The line (or the meters' concurrency) is what a bus is short of, so it does not wait for
+    # the intake: a reading is handed over in a task of its own while the next meter is read, at
+    # most `_room` at once (then the bus waits for the store: back-pressure). A meter is not read
+    # again before its last reading has its verdict, so its readings reach the intake in the order
+    # they were taken; and a bus that stops stores what it has read (`run`'s drain).
+
+    async def _previous_handed_over(self, m: MeterState) -> None:
+        previous = self._handing_of.get(m.address)
+        if previous is not None and not previous.done():
+            await asyncio.wait([previous])
+
+    async def _hand_over_later(self, m: MeterState, reading: Taken) -> None:
+        await self._room.acquire()
+        task = asyncio.create_task(self.hand_over(m, reading))
+        self._handing.add(task)
+        self._handing_of[m.address] = task
+        task.add_done_callback(self._handed)
+
+    def _handed(self, task: asyncio.Task[Verdict | None]) -> None:
+        self._handing.discard(task)
+        self._room.release()
 
     # -- one poll -------------------------------------------------------------------------
 
     async def poll_meter(self, m: MeterState) -> Verdict | None:
-        """Read one meter, hand its reading to the intake; schedule its next poll. Never raises."""
+        """Read one meter, hand its reading to the intake and wait for the verdict; schedule its
+        next poll. Never raises."""
+        reading = await self.read_meter(m)
+        return None if reading is None else await self.hand_over(m, reading)
+
+    async def read_meter(self, m: MeterState) -> Taken | None:
+        """Read one meter and schedule its next poll: what it answered, or None (a failure,
+        counted). Never raises."""
         started = time.monotonic()
         m.polls += 1
         try:
-            verdict = await self._poll(m)
+            reading = await self._poll(m)
         except ReadError as exc:
             self._failed(m, exc)
             return None
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the store or the intake: the meter itself answered
+        except Exception as exc:  # the store (the registry's zones)
             log.exception("modbus %s/%s: poll failed", self.name, m.address)
             m.status, m.last_error = "store_error", f"{type(exc).__name__}: {exc}"
             m.next_due = started + self.bus.interval_seconds
             return None
         m.next_due = started + self.bus.interval_seconds
+        return reading
+
+    async def hand_over(self, m: MeterState, taken: Taken) -> Verdict | None:
+        """What a meter answered, checked and handed to the intake: the verdict, or None when it
+        went no further. Never raises."""
+        metrics = self.poller.metrics
+        try:
+            settled = await self._settle(m, taken)
+            if settled is None:
+                return None
+            sub, by_zone, registered = settled
+            verdict = await self.poller.intake_submit(sub)
+            if self.selection.keeps_intervals:
+                await self._keep(m, by_zone, registered, taken.reply_at, intervals.BILLED)
+                self.selection.billed(sub.meter_serial or "", taken.reply_at)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the store or the intake
+            log.exception("modbus %s/%s: reading not stored", self.name, m.address)
+            m.status, m.last_error = "store_error", f"{type(exc).__name__}: {exc}"
+            return None
+        metrics.polls.labels(self.name, "ok").inc()
+        m.status = "ok"
+        m.last_error = None
+        m.last_verdict = verdict.status.value
+        m.last_reasons = [r.code for r in verdict.reasons]
+        if verdict.status is Status.REJECTED:
+            log.info(
+                "modbus %s/%s: reading of %s rejected: %s",
+                self.name,
+                m.address,
+                sub.meter_serial,
+                ", ".join(m.last_reasons),
+            )
         return verdict
 
-    async def _poll(self, m: MeterState) -> Verdict | None:
+    async def _poll(self, m: MeterState) -> Taken | None:
         metrics = self.poller.metrics
         if m.profile is None:
             await self._detect(m)
@@ -418,6 +515,15 @@ class BusWorker:
         reply_at = self.poller.clock()
         metrics.poll_seconds.labels(self.name).observe(time.monotonic() - started)
         self._succeeded(m)
+        return Taken(profile, readout, reply_at)
+
+    async def _settle(
+        self, m: MeterState, taken: Taken
+    ) -> tuple[Submission, dict[str, Decimal | None], store.RegistryMeter | None] | None:
+        """What the meter answered, checked (identity, zones, billing selection) and made a
+        submission; None when it goes no further (counted and shown in the meter's status)."""
+        metrics = self.poller.metrics
+        profile, readout, reply_at = taken.profile, taken.readout, taken.reply_at
         self._note_identification(m, readout.identification)
         await self._check_identity(m, readout.identity, reply_at)
         if m.serial is None:
@@ -459,24 +565,7 @@ class BusWorker:
             channel_message_id=f"{m.serial}:{reply_at.isoformat()}",
             raw=orjson.dumps(raw).decode(),
         )
-        verdict = await self.poller.intake_submit(sub)
-        if self.selection.keeps_intervals:
-            await self._keep(m, by_zone, registered, reply_at, intervals.BILLED)
-            self.selection.billed(m.serial, reply_at)
-        metrics.polls.labels(self.name, "ok").inc()
-        m.status = "ok"
-        m.last_error = None
-        m.last_verdict = verdict.status.value
-        m.last_reasons = [r.code for r in verdict.reasons]
-        if verdict.status is Status.REJECTED:
-            log.info(
-                "modbus %s/%s: reading of %s rejected: %s",
-                self.name,
-                m.address,
-                m.serial,
-                ", ".join(m.last_reasons),
-            )
-        return verdict
+        return sub, by_zone, registered
 
     async def _read(
         self, m: MeterState, function: int, address: int, count: int, response_ms: int
@@ -851,6 +940,18 @@ def load_modbus_profiles(config: ModbusConfig) -> dict[str, Profile]:
             protocol = bus_protocol(bus, profiles)
         except ValueError as exc:
             raise ConfigError(f"modbus.buses[{b}].meters: {exc}") from None
+        if bus.software_parity:
+            framed = {"bytesize", "parity"} & bus.model_fields_set
+            if protocol == "modbus":
+                raise ConfigError(
+                    f"modbus.buses[{b}].software_parity: for the byte protocols (IEC 62056-21, Mercury, "
+                    "DLMS); a Modbus line's parity is the port's"
+                )
+            if (framed or protocol != "iec62056-21") and (bus.bytesize != 7 or bus.parity == "N"):
+                raise ConfigError(
+                    f"modbus.buses[{b}].software_parity: needs 7 data bits with parity E or O "
+                    f"(this bus: {bus.bytesize}{bus.parity})"
+                )
         if protocol == "dlms":
             from adapters.meters.drivers.dlms import bus_problems
 

@@ -13,6 +13,14 @@ Faults are set per meter (`SimulatedIecMeter.fault`):
     "bad_bcc"   the data message's BCC is wrong
     "stop"      the data message stops half-way (a meter losing power mid-readout)
     "garbage"   noise instead of the identification message
+    "bad_parity" one character of the data message with a wrong parity bit (a line with
+                `parity`: the 7E1 characters are framed in software, see below)
+
+`SimulatedIecLine(meters, parity="E")` frames the standard's 7E1 characters itself on a port
+or connection that carries 8N1: what it sends has the parity bit in bit 7, exactly the bits a
+7E1 line carries, and a character that arrives with a wrong one is dropped, as a meter's UART
+drops it. This machine's ptys refuse 7E1 (tcsetattr: EINVAL), so this is how a test plays a 7E1
+line on a socat pair.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from typing import Any
 from adapters.meters.profiles import Profile, Register
 from adapters.meters.protocols import iec62056_21 as iec
 from adapters.meters.simulated_line import SimulatedLine
+from adapters.meters.wire import SEVEN_BITS, add_parity
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +98,11 @@ class SimulatedIecLine(SimulatedLine):
     """The meters on one line, answering on a serial device or on a TCP port (behind a converter
     the line's speed never changes)."""
 
-    def __init__(self, meters: Iterable[SimulatedIecMeter]) -> None:
+    def __init__(self, meters: Iterable[SimulatedIecMeter], parity: str | None = None) -> None:
         super().__init__()
         self.meters = list(meters)
+        self.parity = parity  # E or O: 7-bit characters framed here (see the module's opening)
+        self.wire: bytearray = bytearray()  # what reached the meters, as the line carried it
 
     def meter_for(self, address: str) -> SimulatedIecMeter | None:
         for meter in self.meters:
@@ -122,9 +133,13 @@ class _MeterSide(asyncio.Protocol):
         self.talking: SimulatedIecMeter | None = None  # the meter that sent its identification
 
     def connection_made(self, transport: Any) -> None:
-        self.transport = transport
+        self.transport = transport if self.line.parity is None else _ParityFramed(transport, self.line.parity)
 
     def data_received(self, data: bytes) -> None:
+        self.line.wire += data[: max(0, 4096 - len(self.line.wire))]
+        if self.line.parity is not None:
+            expected = add_parity(data.translate(SEVEN_BITS), self.line.parity)
+            data = bytes(c & 0x7F for c, e in zip(data, expected, strict=True) if c == e)
         self.buffer += data
         while True:
             end = self.buffer.find(b"\n")
@@ -180,12 +195,33 @@ class _MeterSide(asyncio.Protocol):
             message = message[:-1] + bytes([message[-1] ^ 0x55])
         if meter.fault == "stop":
             message = message[: len(message) // 2]
+        if meter.fault == "bad_parity" and isinstance(self.transport, _ParityFramed):
+            self.transport.flip_parity_at = len(message) // 2
         meter.readouts += 1
         meter.baudrates.append(baudrate)
         self.transport.write(message)
         await asyncio.sleep(0.05)
         if self.serial and port is not None:
             port.baudrate = iec.SIGN_ON_BAUD
+
+
+class _ParityFramed:
+    """A transport that sends 7-bit characters with their parity bit in bit 7 (7E1/7O1 over 8N1)."""
+
+    def __init__(self, transport: Any, parity: str) -> None:
+        self.inner = transport
+        self.parity = parity
+        self.flip_parity_at: int | None = None  # the bad_parity fault: this character of the next write
+
+    def write(self, data: bytes) -> None:
+        framed = bytearray(add_parity(data, self.parity))
+        if self.flip_parity_at is not None:
+            framed[self.flip_parity_at] ^= 0x80
+            self.flip_parity_at = None
+        self.inner.write(bytes(framed))
+
+    def __getattr__(self, name: str) -> Any:  # `serial` (the port's speed), close, ...
+        return getattr(self.inner, name)
 
 
 # -- the demo: SIM-0004, an Energomera CE301 behind a simulated TCP converter --------------------------

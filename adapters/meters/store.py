@@ -144,6 +144,7 @@ class RegistryMeter:
     zones: tuple[str, ...]
     ratio: Decimal | None  # ct x vt (gateway/ratios.py); None: no transformers
     branch: str | None  # the account's branch (None: the default)
+    max_power_kw: Decimal | None = None  # the registry's permitted power (None: the rules' default)
 
 
 async def registry_meters(engine: AsyncEngine, serials: list[str]) -> dict[str, RegistryMeter]:
@@ -152,7 +153,12 @@ async def registry_meters(engine: AsyncEngine, serials: list[str]) -> dict[str, 
     if not serials:
         return out
     query = select(
-        meters.c.serial, meters.c.zones, meters.c.ct_ratio, meters.c.vt_ratio, accounts.c.branch
+        meters.c.serial,
+        meters.c.zones,
+        meters.c.ct_ratio,
+        meters.c.vt_ratio,
+        meters.c.max_power_kw,
+        accounts.c.branch,
     ).join(accounts, accounts.c.id == meters.c.account_id)
     async with engine.connect() as conn:
         for start in range(0, len(serials), 500):
@@ -161,5 +167,6 @@ async def registry_meters(engine: AsyncEngine, serials: list[str]) -> dict[str, 
                 ratio = ratios.product(
                     Decimal(r.ct_ratio) if r.ct_ratio else None, Decimal(r.vt_ratio) if r.vt_ratio else None
                 )
-                out[r.serial] = RegistryMeter(tuple(r.zones.split(";")), ratio, r.branch)
+                power = Decimal(r.max_power_kw) if r.max_power_kw else None
+                out[r.serial] = RegistryMeter(tuple(r.zones.split(";")), ratio, r.branch, power)
     return out

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import termios
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.meters.wire import LineTiming, LinkStats, ReadError
+from adapters.meters.pause import pause
+from adapters.meters.wire import LineTiming, LinkStats, ReadError, add_parity, strip_parity
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,9 @@ MAX_BUFFERED = 65536  # bytes kept from the line between two requests: a meter's
 class _Collector(asyncio.Protocol):
     """Gathers what arrives from the line and wakes the reader."""
 
-    def __init__(self) -> None:
+    def __init__(self, soft_parity: str | None = None) -> None:
+        self.soft_parity = soft_parity  # E or O: the line's parity bit is checked and taken off here
+        self.parity_errors = 0  # characters with a wrong parity bit since the reader last looked
         self.buffer = bytearray()
         self.arrived = asyncio.Event()
         self.lost = False
@@ -52,6 +56,9 @@ class _Collector(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        if self.soft_parity is not None:
+            data, bad = strip_parity(data, self.soft_parity)
+            self.parity_errors += bad
         if len(self.buffer) + len(data) > MAX_BUFFERED:
             del self.buffer[: len(self.buffer) + len(data) - MAX_BUFFERED]
         self.buffer += data
@@ -84,12 +91,16 @@ class StreamLink:
     backoff_max: float = 60.0
     connect_timeout: float = 3.0
     stats: LinkStats = field(default_factory=LinkStats)
+    # E or O: the port carries 8N1 and the 7-bit line's parity bit is added and checked here (the
+    # bus's `software_parity`: an adapter or converter that cannot frame 7E1 itself)
+    soft_parity: str | None = None
 
     def __post_init__(self) -> None:
         self.sign_on = self.timing  # the settings the port opens with (IEC 62056-21: 300 baud 7E1)
         self._transport: Any = None
         self._collector: _Collector | None = None
         self.lock = asyncio.Lock()
+        self._sent_until = 0.0  # monotonic time the last request's last character leaves the port
         self.line_changes: list[int] = []  # baud rates set while open, for tests and health
 
     @property
@@ -109,10 +120,18 @@ class StreamLink:
             raise ReadError("disconnected", self.stats.last_open_error or "not open")
         self.close()
         try:
-            transport, collector = await asyncio.wait_for(self.opener(_Collector), self.connect_timeout)
-        except (OSError, TimeoutError, ValueError, ImportError) as exc:
+            transport, collector = await asyncio.wait_for(
+                self.opener(lambda: _Collector(self.soft_parity)), self.connect_timeout
+            )
+        except (OSError, TimeoutError, ValueError, ImportError, termios.error) as exc:
             self.stats.open_failures += 1
             self.stats.last_open_error = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, termios.error):  # the port takes no such character frame
+                t = self.timing
+                self.stats.last_open_error = (
+                    f"the port refuses {t.baudrate} baud {t.bytesize}{t.parity}{t.stopbits} ({exc.args[-1]}); "
+                    "for an adapter that cannot frame parity set the bus's software_parity"
+                )
             self.stats.open_backoff = min(
                 self.backoff_max, max(self.backoff_initial, self.stats.open_backoff * 2)
             )
@@ -173,17 +192,23 @@ class StreamLink:
         if self._collector is not None:
             self._collector.buffer.clear()
             self._collector.arrived.clear()
+            self._collector.parity_errors = 0
 
     async def send(self, data: bytes) -> None:
-        """Write a request and wait until the line has carried it (its transmission time)."""
+        """Write a request; it leaves at the line's speed, and the reply's timeouts count from
+        the moment its last character has left (`drained` waits for that moment)."""
         collector = self._collector
         if collector is None or collector.lost or self._transport is None:
             raise ReadError("disconnected", "connection closed")
         self.stats.requests += 1
-        self._transport.write(data)
-        # The bytes leave at the line's speed: wait that long, so that a baud rate change after
-        # this request does not cut its tail, and so that timeouts count from its end.
-        await asyncio.sleep(self.timing.frame_seconds(len(data)) if self.serial else 0)
+        self._transport.write(data if self.soft_parity is None else add_parity(data, self.soft_parity))
+        # Behind a TCP converter the bytes leave on the converter's line, out of our sight.
+        self._sent_until = time.monotonic() + (self.timing.frame_seconds(len(data)) if self.serial else 0)
+
+    async def drained(self) -> None:
+        """Wait until the last request has left the port: a baud rate change before that would
+        cut its tail (IEC 62056-21's acknowledgement is sent at the old speed)."""
+        await pause(self._sent_until - time.monotonic())
 
     async def receive(self, complete: Complete, *, first_byte: float, idle: float, total: float) -> bytes:
         """The next whole frame (as `complete` measures it), or ReadError.
@@ -195,9 +220,13 @@ class StreamLink:
         if collector is None:
             raise ReadError("disconnected", "connection closed")
         latency = self.latency_ms / 1000
-        start = time.monotonic()
+        start = max(time.monotonic(), self._sent_until)
         try:
             while True:
+                if collector.parity_errors:
+                    bad, collector.parity_errors = collector.parity_errors, 0
+                    collector.buffer.clear()
+                    raise ReadError("crc", f"{bad} characters with a wrong parity bit")
                 try:
                     size = complete(bytes(collector.buffer)) if collector.buffer else None
                 except ValueError as exc:  # the protocol's FrameError: bytes that are no reply
@@ -236,7 +265,13 @@ class StreamLink:
 
 
 def serial_stream_link(
-    device: str, timing: LineTiming, *, latency_ms: int, backoff_initial: float, backoff_max: float
+    device: str,
+    timing: LineTiming,
+    *,
+    latency_ms: int,
+    backoff_initial: float,
+    backoff_max: float,
+    soft_parity: str | None = None,
 ) -> StreamLink:
     def opener(factory: Callable[[], _Collector]) -> Any:
         import serial_asyncio_fast  # the serial port library is the door's, imported when a port opens
@@ -251,7 +286,9 @@ def serial_stream_link(
             stopbits=timing.stopbits,
         )
 
-    return StreamLink(device, True, opener, timing, latency_ms, backoff_initial, backoff_max)
+    return StreamLink(
+        device, True, opener, timing, latency_ms, backoff_initial, backoff_max, soft_parity=soft_parity
+    )
 
 
 def tcp_stream_link(
@@ -263,10 +300,19 @@ def tcp_stream_link(
     connect_timeout: float,
     backoff_initial: float,
     backoff_max: float,
+    soft_parity: str | None = None,
 ) -> StreamLink:
     def opener(factory: Callable[[], _Collector]) -> Any:
         return asyncio.get_running_loop().create_connection(factory, host, port)
 
     return StreamLink(
-        f"{host}:{port}", False, opener, timing, latency_ms, backoff_initial, backoff_max, connect_timeout
+        f"{host}:{port}",
+        False,
+        opener,
+        timing,
+        latency_ms,
+        backoff_initial,
+        backoff_max,
+        connect_timeout,
+        soft_parity=soft_parity,
     )

@@ -67,6 +67,30 @@ class LineTiming:
         return 1 / busy
 
 
+# Software parity: a 7-bit character with its parity bit in bit 7 is, on the wire, exactly the
+# 7E1 (or 7O1) character: start, 7 data bits, parity, stop. A port or converter that carries only
+# 8N1 thus carries a 7E1 line when the gateway adds the bit on sending and checks it on receiving.
+def _with_parity(odd: bool) -> bytes:
+    return bytes(c | (0x80 if (bin(c).count("1") % 2 == 1) != odd else 0) for c in range(128)) * 2
+
+
+PARITY_TABLES = {"E": _with_parity(odd=False), "O": _with_parity(odd=True)}
+SEVEN_BITS = bytes(c & 0x7F for c in range(256))
+
+
+def add_parity(data: bytes, parity: str) -> bytes:
+    """7-bit characters with their even (E) or odd (O) parity bit in bit 7."""
+    return data.translate(PARITY_TABLES[parity])
+
+
+def strip_parity(data: bytes, parity: str) -> tuple[bytes, int]:
+    """The 7-bit characters of what a 7E1/7O1 line carried, and how many had a wrong parity bit."""
+    seven = data.translate(SEVEN_BITS)
+    expected = seven.translate(PARITY_TABLES[parity])
+    bad = 0 if expected == data else sum(1 for a, b in zip(expected, data, strict=True) if a != b)
+    return seven, bad
+
+
 def rtu_reply_bytes(count: int) -> int:
     """unit, function, byte count, 2 bytes per register, CRC."""
     return 5 + 2 * count

@@ -96,11 +96,16 @@ class Candidate:
         return Decimal(10) ** self.meter.digits * (self.meter.ratio or 1) - self.state.last_value + self.value
 
     def possible_kwh(self, hours: Decimal) -> Decimal:
-        """The most the meter can physically count in `hours` at its permitted power.
+        return possible_kwh(self.max_power_kw, hours)
 
-        One kWh of slack absorbs rounding of the displayed digits between close readings.
-        """
-        return self.max_power_kw * max(hours, Decimal(0)) + Decimal(1)
+
+def possible_kwh(max_power_kw: Decimal, hours: Decimal) -> Decimal:
+    """The most a meter can physically count in `hours` at its permitted power (a reading's
+    consumption since the last one, a head-end file's energy of one period).
+
+    One kWh of slack absorbs rounding of the displayed digits between close readings.
+    """
+    return max_power_kw * max(hours, Decimal(0)) + Decimal(1)
 
 
 def advance_state(

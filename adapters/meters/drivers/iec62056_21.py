@@ -65,6 +65,7 @@ class IecDriver:
         # The HHU waits the reaction time before it answers (200 ms, 20 ms if the meter announces it).
         await asyncio.sleep(iec.REACTION_MIN_FAST_S if ident.fast_reaction else iec.REACTION_MIN_S)
         await link.send(iec.ack_message(iec.baud_char(baudrate)))
+        await link.drained()
         readout_line = dataclasses.replace(sign_on, baudrate=baudrate)
         link.set_line(readout_line)
         frame = await link.receive(

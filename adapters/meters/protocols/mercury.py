@@ -82,16 +82,26 @@ class FrameError(ValueError):
         self.state = state
 
 
+def _crc_of_byte(byte: int) -> int:
+    crc = byte
+    for _ in range(8):
+        crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc
+
+
+_CRC_TABLE = tuple(_crc_of_byte(b) for b in range(256))
+
+
 def crc16(data: bytes) -> int:
     """CRC-16/MODBUS (poly 0xA001 reflected, init 0xFFFF), as the description's table computes it.
 
-    Written here (eight lines) rather than taken from pymodbus so that the byte protocols need no
-    Modbus library; the tests check it against pymodbus' own."""
+    Written here (a few lines) rather than taken from pymodbus so that the byte protocols need no
+    Modbus library; the tests check it against pymodbus' own. A byte at a time from a table: it
+    is on the path of every answer, and bit by bit took a fifth of the gateway's time between an
+    answer and the next request at 115200 baud."""
     crc = 0xFFFF
     for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+        crc = (crc >> 8) ^ _CRC_TABLE[(crc ^ byte) & 0xFF]
     return crc
 
 

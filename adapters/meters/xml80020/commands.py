@@ -47,7 +47,14 @@ def import_80020(args: argparse.Namespace) -> int:
         try:
             if config.database.auto_upgrade:
                 await upgrade(engine)
-            return await import_file(engine, section, path, via="cli", clock=lambda: datetime.now(UTC))
+            return await import_file(
+                engine,
+                section,
+                path,
+                via="cli",
+                clock=lambda: datetime.now(UTC),
+                default_max_power_kw=config.validation.devices.default_max_power_kw,
+            )
         finally:
             await engine.dispose()
 

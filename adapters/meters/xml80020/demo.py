@@ -25,7 +25,7 @@ def sample_message(day: str, point: str = POINT) -> bytes:
         start, end = i * 30, (i + 1) * 30 % 1440
         periods.append(
             f'<period start="{start // 60:02d}{start % 60:02d}" end="{end // 60:02d}{end % 60:02d}">'
-            f'<value status="0">{150 + 10 * (i % 12)}</value></period>'
+            f'<value status="0">{0.8 + 0.15 * (i % 12):.2f}</value></period>'  # kWh: a 15 kW home's
         )
     channels = "".join(
         f'<measuringchannel code="{code}" desc="{desc}">{"".join(periods)}</measuringchannel>'

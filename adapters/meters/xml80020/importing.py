@@ -10,7 +10,8 @@ Each value's identity is its meter, zone and period (the file's point, channel a
 the mapping), so importing a file again, or another file with the same values, changes nothing
 and the report says `unchanged`; a different value for a period already stored is a `conflict`
 and the stored value is kept (an operator decides). A value is refused, alone, when it is no
-number, negative or absurd (`bad_value`), has no value (`no_value`), has a period that is no
+number, negative or absurd (`bad_value`), more than the meter can count in the period at its
+permitted power (`impossible`: the readings' own bound, gateway/validation/context.py), has no value (`no_value`), has a period that is no
 HHMM..HHMM (`bad_period`) or repeats a period of its channel (`duplicate_period`); all the values
 of a channel are refused when its meter is not in the registry (`unknown_meter`) or has no such
 zone (`unknown_zone`); a channel that is not mapped is skipped and reported (`not_mapped`).
@@ -41,6 +42,7 @@ from adapters.meters.tables import meter_intervals
 from adapters.meters.xml80020.config import ChannelMapping, Xml80020Config
 from adapters.meters.xml80020.message import FileProblem, Message, parse
 from adapters.meters.xml80020.tables import headend_files
+from gateway.validation.context import possible_kwh
 
 KIND = "energy"
 MAX_VALUE = Decimal(10) ** 9  # kWh in one period: more is a broken file, not a consumer
@@ -171,6 +173,7 @@ async def import_file(
     *,
     via: str,
     clock: Callable[[], datetime],
+    default_max_power_kw: Decimal,
 ) -> FileReport:
     """Import one file and record it; the report says what happened (OSError: the file cannot be read)."""
     data, sha256 = await asyncio.to_thread(_read, path, config.max_file_bytes)
@@ -191,13 +194,15 @@ async def import_file(
         except FileProblem as exc:
             report.error = str(exc)
     if report.message is not None:
-        values = await _check(engine, config, report)
+        values = await _check(engine, config, report, default_max_power_kw)
         await _store(engine, values, now)
     report.import_id = await _record(engine, report, now)
     return report
 
 
-async def _check(engine: AsyncEngine, config: Xml80020Config, report: FileReport) -> list[_Value]:
+async def _check(
+    engine: AsyncEngine, config: Xml80020Config, report: FileReport, default_max_power_kw: Decimal
+) -> list[_Value]:
     """Each channel's values checked: the rows to store, the refusals noted in the report."""
     message = report.message
     assert message is not None
@@ -205,7 +210,7 @@ async def _check(engine: AsyncEngine, config: Xml80020Config, report: FileReport
     mapping: dict[tuple[str, str], ChannelMapping] = {
         (c.point, c.channel.zfill(2)): c for c in config.channels
     }
-    known = await store.registry_zones(engine, sorted({c.meter for c in config.channels}))
+    known = await store.registry_meters(engine, sorted({c.meter for c in config.channels}))
     values: list[_Value] = []
     for point in message.points:
         for channel in point.channels:
@@ -215,8 +220,9 @@ async def _check(engine: AsyncEngine, config: Xml80020Config, report: FileReport
             if target is None:
                 continue
             cr.meter, cr.zone = target.meter, target.zone
-            zones = known.get(target.meter)
-            if zones is None or target.zone not in zones:
+            registered = known.get(target.meter)
+            zones = registered.zones if registered else None
+            if registered is None or zones is None or target.zone not in zones:
                 reason = "unknown_meter" if zones is None else "unknown_zone"
                 detail = (
                     f"meter {target.meter} is not in the registry"
@@ -244,6 +250,16 @@ async def _check(engine: AsyncEngine, config: Xml80020Config, report: FileReport
                     continue
                 if value < 0 or value > MAX_VALUE:
                     cr.note("bad_value", f"period {label}: {value} kWh is out of range")
+                    continue
+                power = registered.max_power_kw or default_max_power_kw
+                hours = Decimal((end - start).total_seconds()) / 3600
+                if value > (most := possible_kwh(power, hours)):
+                    minutes = int(hours * 60)
+                    cr.note(
+                        "impossible",
+                        f"period {label}: {value} kWh in {minutes} min is more than the {most} kWh "
+                        f"possible at {power} kW",
+                    )
                     continue
                 at = end.astimezone(UTC)
                 if at in seen:

@@ -72,7 +72,15 @@ class Folder:
         return ready
 
     async def take(self, path: Path) -> FileReport:
-        report = await import_file(self.host.engine, self.config, path, via="folder", clock=self.host.clock)
+        report = await import_file(
+            self.host.engine,
+            self.config,
+            path,
+            via="folder",
+            clock=self.host.clock,
+            # a meter without max_power_kw in the registry: the devices' rules' default
+            default_max_power_kw=self.host.config.validation.devices.default_max_power_kw,
+        )
         name = await asyncio.to_thread(
             _put_away,
             path,

@@ -71,6 +71,86 @@ async def test_serial_line_signs_on_at_300_and_reads_at_the_offered_speed(
             await line.stop()
 
 
+async def test_a_7e1_line_over_8n1_ports_with_the_parity_bit_framed_in_software(
+    db_url: str, tmp_path: Path, clock: FakeClock
+) -> None:
+    """The standard's 7E1 on a socat pair (whose ptys refuse parity): both ends carry 8N1 and frame
+    the parity bit themselves, so the pty carries the very bits of a 7E1 line; the gateway's
+    `software_parity` is what makes the meter understand it."""
+    sim_meter = ce301()
+    with socat_pair(tmp_path) as (a, b, _):
+        line = SimulatedIecLine([sim_meter], parity="E")
+        await line.start_serial(b, bytesize=8, parity="N", stopbits=1)
+        try:
+            plain = iec_bus("rtu", device=a, baudrate=9600)  # 7E1 asked of a port that refuses it
+            async with rig(db_url, tmp_path, clock, plain) as r:
+                assert await r.poll(1) is None
+                health = r.meter(1).health()
+                assert health["errors"] == {"disconnected": 1}, health
+                assert (
+                    "refuses 300 baud 7E1" in health["last_error"]
+                    and "software_parity" in health["last_error"]
+                )
+            assert sim_meter.readouts == 0
+
+            bus = iec_bus("rtu", device=a, baudrate=9600, software_parity=True)
+            async with rig(db_url, tmp_path, clock, bus) as r:
+                verdict = await r.poll(1)
+                assert verdict is not None and verdict.status.value == "accepted", r.meter(1).health()
+                assert await r.stored("CE-301") == [
+                    ("T1", "3962.41", "accepted"),
+                    ("T2", "2567.93", "accepted"),
+                ]
+                assert sim_meter.baudrates == [9600]
+                # the request as a 7E1 line carries it: '/', '1' and CR have an odd number of ones
+                assert bytes(line.wire).startswith(bytes.fromhex("af3f3330b1218d0a"))
+
+                sim_meter.fault = "bad_parity"
+                assert await r.poll(1) is None
+                health = r.meter(1).health()
+                assert health["errors"] == {"crc": 1} and "parity" in health["last_error"], health
+                sim_meter.fault = None
+                assert (await r.poll(1)).status.value == "accepted"
+        finally:
+            await line.stop()
+
+
+async def test_without_software_parity_a_7e1_meter_does_not_understand(
+    db_url: str, tmp_path: Path, clock: FakeClock
+) -> None:
+    """A gateway sending plain 8N1 to a 7E1 meter: the meter drops the characters whose parity is
+    wrong and never answers; the operator sees a timeout on that meter."""
+    sim_meter = ce301()
+    with socat_pair(tmp_path) as (a, b, _):
+        line = SimulatedIecLine([sim_meter], parity="E")
+        await line.start_serial(b, bytesize=8, parity="N", stopbits=1)
+        try:
+            bus = iec_bus("rtu", device=a, baudrate=9600, bytesize=8, parity="N", stopbits=1)
+            async with rig(db_url, tmp_path, clock, bus) as r:
+                assert await r.poll(1) is None
+                assert r.meter(1).health()["errors"] == {"timeout": 1}
+            assert sim_meter.readouts == 0
+        finally:
+            await line.stop()
+
+
+def test_software_parity_is_for_7_bit_byte_protocol_lines(tmp_path: Path) -> None:
+    modbus = {"unit": 1, "serial": "M-1", "profile": "eastron_sdm120"}
+    with pytest.raises(ConfigError, match=r"buses\[0\].software_parity: for the byte protocols"):
+        load_modbus_profiles(
+            ModbusConfig(buses=[bus_config("m", "rtu", [modbus], device="/dev/null", software_parity=True)])
+        )
+    with pytest.raises(
+        ConfigError, match=r"software_parity: needs 7 data bits with parity E or O \(this bus: 8N\)"
+    ):
+        load_modbus_profiles(
+            ModbusConfig(
+                buses=[iec_bus("rtu", device="/dev/null", bytesize=8, parity="N", software_parity=True)]
+            )
+        )
+    load_modbus_profiles(ModbusConfig(buses=[iec_bus("rtu", device="/dev/null", software_parity=True)]))
+
+
 def test_the_readout_speed_is_the_slower_of_meter_and_line() -> None:
     driver = IecDriver(lambda: None, max_baudrate=4800)
     assert driver.chosen_baudrate(9600, can_change=True) == 4800

@@ -6,6 +6,8 @@ see them. The meters of these tests sit behind 100/5 A current transformers (reg
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from decimal import Decimal
 from pathlib import Path
@@ -20,7 +22,7 @@ from adapters.meters.protocols import mercury as m
 from adapters.meters.simulator_mercury import SimulatedMercuryLine, SimulatedMercuryMeter
 from gateway.config import ConfigError
 from gateway.store.schema import meters, readings
-from tests.adapters.meters.rig import Rig, bus_config, rig, socat_pair
+from tests.adapters.meters.rig import Rig, bus_config, rig, socat_pair, until
 from tests.conftest import FakeClock
 
 OPEN, SERIAL, ENERGY = m.OPEN, m.READ_PARAMETER, m.READ_ARRAY
@@ -172,6 +174,69 @@ async def test_a_replaced_meter_is_an_event_and_goes_on_under_its_number(
             ]
             events = [e for e in await r.events() if e["kind"] == "meter_replaced"]
             assert [(e["old_serial"], e["new_serial"]) for e in events] == [("HG-1", "23400099")]
+    finally:
+        await line.stop()
+
+
+@pytest.mark.parametrize("transport", ["rtu", "tcp"])
+async def test_a_slow_store_does_not_hold_the_line_and_a_stop_loses_no_reading(
+    db_url: str, tmp_path: Path, clock: FakeClock, transport: str
+) -> None:
+    """The serial line is the scarce thing: while the store is slow to take the first meter's
+    reading, the bus goes on to read the next meter; a meter is not read again before its last
+    reading has its verdict; and a gateway stopping stores what it has already read."""
+    first, second = mercury(), SimulatedMercuryMeter(8, serial="23400099")
+    second.set_kwh(0, "10.5")
+    second.set_kwh(1, "7")
+    second.set_kwh(2, "3.5")
+    line = SimulatedMercuryLine([first, second])
+    meters_ = [
+        {"unit": 7, "serial": "HG-1", "profile": "mercury_234"},
+        {"unit": 8, "serial": "23400099", "profile": "mercury_234"},
+    ]
+    with contextlib.ExitStack() as stack:
+        if transport == "tcp":
+            where: dict[str, Any] = {"host": "127.0.0.1", "port": await line.start_tcp()}
+        else:
+            a, b, _ = stack.enter_context(socat_pair(tmp_path))
+            await line.start_serial(b, baudrate=9600)
+            where = {"device": a, "baudrate": 9600}
+        bus = bus_config("hg1", transport, meters_, latency_ms=30, interval_seconds=0.05, **where)
+        await _slow_store_run(db_url, tmp_path, clock, bus, line, first, second)
+
+
+async def _slow_store_run(
+    db_url: str, tmp_path: Path, clock: FakeClock, bus: Any, line: Any, first: Any, second: Any
+) -> None:
+    try:
+        async with rig(db_url, tmp_path, clock, bus) as r:
+            store_free = asyncio.Event()
+            waiting: list[str | None] = []
+            submit = r.poller.intake_submit
+
+            async def slow_store(sub: Any) -> Any:
+                waiting.append(sub.meter_serial)
+                await store_free.wait()
+                return await submit(sub)
+
+            r.poller.intake_submit = slow_store  # type: ignore[method-assign]
+            task = asyncio.create_task(r.worker.run())
+            await until(lambda: ENERGY in first.requests and ENERGY in second.requests)
+            await asyncio.sleep(0.3)  # six intervals: neither meter is read again while its reading waits
+            assert first.requests == [OPEN, SERIAL, ENERGY, ENERGY]
+            assert second.requests == [OPEN, SERIAL, ENERGY, ENERGY]
+            assert sorted(waiting, key=str) == ["23400099", "HG-1"]
+            assert await booked(r, "HG-1") == []
+
+            # the gateway stops while both readings still wait for the store: they are stored
+            asyncio.get_running_loop().call_later(0.2, store_free.set)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            assert await booked(r, "HG-1") == [
+                ("T1", "79248.200", "3962.410", "20", "accepted"),
+                ("T2", "51358.600", "2567.930", "20", "accepted"),
+            ]
+            assert [row[:2] for row in await booked(r, "23400099")] == [("T1", "140.000"), ("T2", "70.000")]
     finally:
         await line.stop()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,9 @@ def half_hours(first: int = 100) -> list[tuple[str, str, str]]:
     out = []
     for i in range(48):
         start, end = i * 30, (i + 1) * 30 % 1440
-        out.append((f"{start // 60:02d}{start % 60:02d}", f"{end // 60:02d}{end % 60:02d}", str(first + i)))
+        # kWh of a half hour, within what the registry's 10 kW meters can count (5 kWh, 1 of slack)
+        kwh = f"{(first + i) / 100:.2f}"
+        out.append((f"{start // 60:02d}{start % 60:02d}", f"{end // 60:02d}{end % 60:02d}", kwh))
     return out
 
 
@@ -69,6 +72,7 @@ def good_and_bad() -> bytes:
     bad[3] = (bad[3][0], bad[3][1], "abc")  # no number
     bad[4] = (bad[4][0], bad[4][1], "-5")  # negative
     bad[5] = ("2500", "2530", "1")  # no such time
+    bad[6] = (bad[6][0], bad[6][1], "6.5")  # more than a 10 kW meter counts in half an hour
     bad.append(bad[0])  # a period twice
     return message(
         {
@@ -106,7 +110,9 @@ async def test_good_bad_and_repeated_channels(
     await import_registry(engine, make_config(db_url, tmp_path).registry.csv or "")
     path = tmp_path / "80020_5257072937_20261116_1056.xml"
     path.write_bytes(good_and_bad())
-    report = await import_file(engine, CONFIG, path, via="cli", clock=clock)
+    report = await import_file(
+        engine, CONFIG, path, via="cli", clock=clock, default_max_power_kw=Decimal("15")
+    )
     text = report.text()
     assert report.error is None and report.import_id == 1
     assert "class 80020 number 1056 of 2026-11-16 from 5257072937" in text
@@ -115,10 +121,11 @@ async def test_good_bad_and_repeated_channels(
     assert "meter M-2 has zones T1;T2, not T3" in text and "meter NO-SUCH is not in the registry" in text
     assert (
         "point 131150001113006 channel 01 -> meter M-2 zone T1: 49 values: "
-        "1 bad_period, 2 bad_value, 1 duplicate_period, 45 stored"
+        "1 bad_period, 2 bad_value, 1 duplicate_period, 1 impossible, 44 stored"
     ) in text
+    assert "period 0300-0330: 6.5 kWh in 30 min is more than the 6.0 kWh possible at 10 kW" in text
     assert "'abc' is no number" in text and "-5 kWh is out of range" in text
-    assert "total: 241 values: 93 stored, 0 unchanged, 0 conflicts, 100 refused, 48 not mapped" in text
+    assert "total: 241 values: 92 stored, 0 unchanged, 0 conflicts, 101 refused, 48 not mapped" in text
     rows = await stored(engine, "M-1")
     assert len(rows) == 48
     # the file's times are Moscow time (UTC+3): the day's first half hour ends at 21:30 UTC the day before
@@ -126,30 +133,34 @@ async def test_good_bad_and_repeated_channels(
         "T",
         datetime(2026, 11, 15, 21, 0, tzinfo=UTC),
         datetime(2026, 11, 15, 21, 30, tzinfo=UTC),
-        "100",
+        "1.00",
     )
     assert rows[-1][1:] == (
         datetime(2026, 11, 16, 20, 30, tzinfo=UTC),
         datetime(2026, 11, 16, 21, 0, tzinfo=UTC),
-        "147",
+        "1.47",
     )
-    assert await count(engine) == 93
+    assert await count(engine) == 92
 
     clock.advance(hours=1)
-    again = await import_file(engine, CONFIG, path, via="folder", clock=clock)
-    assert again.import_id == 2 and await count(engine) == 93
+    again = await import_file(
+        engine, CONFIG, path, via="folder", clock=clock, default_max_power_kw=Decimal("15")
+    )
+    assert again.import_id == 2 and await count(engine) == 92
     assert "this file was imported before (import 1 on 2026-11-17 09:00 UTC)" in again.text()
     assert "48 unchanged" in again.text() and again.text().endswith("nothing changed\n")
 
     # another file correcting one value: the stored value stays, the difference is reported
     changed = half_hours()
-    changed[0] = ("0000", "0030", "111")
+    changed[0] = ("0000", "0030", "1.11")
     other = tmp_path / "80020_5257072937_20261116_1057.xml"
     other.write_bytes(message({"131150001113003": {"01": changed}}, number="1057"))
-    third = await import_file(engine, CONFIG, other, via="cli", clock=clock)
+    third = await import_file(
+        engine, CONFIG, other, via="cli", clock=clock, default_max_power_kw=Decimal("15")
+    )
     assert "47 unchanged, 1 conflict" in third.text()
-    assert "period 0000-0030: 111 differs from the stored 100; kept 100" in third.text()
-    assert (await stored(engine, "M-1"))[0][3] == "100"
+    assert "period 0000-0030: 1.11 differs from the stored 1.00; kept 1.00" in third.text()
+    assert (await stored(engine, "M-1"))[0][3] == "1.00"
 
 
 def test_files_that_are_no_80020_message_are_refused_whole() -> None:
@@ -245,6 +256,8 @@ async def test_the_demo_sample_goes_to_sim_0005(
     demo = demo_config(make_config(db_url, tmp_path)).overrides["xml80020"]
     path = tmp_path / "80020-sample.xml"
     path.write_bytes(sample_message("20261116"))
-    text = (await import_file(engine, demo, path, via="folder", clock=clock)).text()
+    text = (
+        await import_file(engine, demo, path, via="folder", clock=clock, default_max_power_kw=Decimal("15"))
+    ).text()
     assert "point 000000000000005 channel 01 -> meter SIM-0005 zone T1: 48 values: 48 stored" in text, text
     assert "48 not mapped" in text
