@@ -381,9 +381,12 @@ class BusWorker:
             else:
                 await asyncio.gather(*(self._run_meter(m) for m in self.meters))
         finally:
-            # Readings already taken from the meters are stored before the bus stops.
+            # Readings already taken from the meters are stored before the bus stops; a store
+            # that takes longer than that is not waited for (the meters are read again later).
             if self._handing:
-                await asyncio.wait(self._handing, timeout=HAND_OVER_DRAIN_SECONDS)
+                _, late = await asyncio.wait(self._handing, timeout=HAND_OVER_DRAIN_SECONDS)
+                for task in late:
+                    task.cancel()
             for link in self.links.values():
                 link.close()
 
