@@ -75,7 +75,11 @@ async def pause(seconds: float) -> None:
         await asyncio.sleep(seconds)
         return
     loop = asyncio.get_running_loop()
-    fd = _timer_at(time.monotonic() + seconds)
+    try:
+        fd = _timer_at(time.monotonic() + seconds)
+    except OSError:  # out of descriptors, or a kernel without timerfd: a millisecond late, then
+        await asyncio.sleep(seconds)
+        return
     expired = loop.create_future()
     loop.add_reader(fd, _expire, expired)
     try:
