@@ -77,7 +77,12 @@ class MailDoor:
                     self.config.mailbox,
                 )
                 while True:
-                    left = await self.round(mailbox)
+                    seen, left = await self.round(mailbox)
+                    if seen > left:
+                        # A letter that came while these were handled is told of in the answer to
+                        # one of our commands, not pushed while idling: it would wait a whole
+                        # idle_seconds. So look again; IDLE follows only a search that found none.
+                        continue
                     wait = self.config.idle_seconds if mailbox.idles else self.config.poll_seconds
                     await mailbox.wait(min(wait, self.config.retry_seconds) if left else wait)
             except (*MailboxError, ImapFailed, SQLAlchemyError) as exc:
@@ -91,10 +96,12 @@ class MailDoor:
             await asyncio.sleep(pause)
             pause = min(pause * 2, self.config.reconnect_max_seconds)
 
-    async def round(self, mailbox: Mailbox) -> int:
-        """Handle every message not handled yet; returns how many are left for a later try."""
+    async def round(self, mailbox: Mailbox) -> tuple[int, int]:
+        """Handle every message not handled yet; returns how many were found and how many of
+        them are left for a later try."""
         left = 0
-        for uid, size in await mailbox.pending():
+        found = await mailbox.pending()
+        for uid, size in found:
             whole = size <= self.config.max_message_bytes
             data = await mailbox.fetch(uid, header_only=not whole)
             mail = read_message(
@@ -109,7 +116,7 @@ class MailDoor:
             else:
                 left += 1
         self.status.waiting = left
-        return left
+        return len(found), left
 
     def health(self) -> dict[str, Any]:
         s, cfg = self.status, self.config

@@ -190,6 +190,30 @@ async def test_a_letter_is_stored_and_answered_in_its_thread_once(mail: MailGate
     assert 'gateway_mail_answers_total{outcome="sent"} 1.0' in metrics
 
 
+async def test_a_letter_that_comes_while_another_is_handled_is_not_left_until_the_next_idle(
+    mail: MailGateway,
+) -> None:
+    """Dovecot tells of a letter that came while the door was busy in the answer to the door's next
+    command (its STORE), not by a push once it idles: the door looks again before idling, so the
+    second letter is answered at once, not after idle_seconds (30 s here; this test waits 10)."""
+    door = mail.gateway.health_probes["mail"].__self__  # type: ignore[attr-defined]
+    handle = door.inbox.handle
+    sent_second = False
+
+    async def handle_and_meanwhile(message: Any) -> Any:
+        nonlocal sent_second
+        if not sent_second:
+            sent_second = True
+            await asyncio.to_thread(mail.send, letter(PETR, "1000002 Т1 101 Т2 51"))
+        return await handle(message)
+
+    door.inbox.handle = handle_and_meanwhile
+    mail.send(letter(IVAN, "1000001 12345"))
+    (first,) = await mail.answers_to(IVAN)
+    (second,) = await mail.answers_to(PETR)
+    assert "Показания приняты." in text_of(first) and "Показания приняты." in text_of(second)
+
+
 async def test_subject_strangers_refusals_and_a_letter_too_large(mail: MailGateway) -> None:
     mail.send(letter(PETR, "", subject="Re: Т1 100 Т2 50", html=" "))  # the address names the account
     (answer,) = await mail.answers_to(PETR)
