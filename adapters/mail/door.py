@@ -78,10 +78,11 @@ class MailDoor:
                 )
                 while True:
                     seen, left = await self.round(mailbox)
-                    if seen > left:
-                        # A letter that came while these were handled is told of in the answer to
-                        # one of our commands, not pushed while idling: it would wait a whole
-                        # idle_seconds. So look again; IDLE follows only a search that found none.
+                    if seen > left or mailbox.told_of_mail:
+                        # A letter that came while these were handled, or during the search, is
+                        # told of in the answer to one of our commands, not pushed once we idle:
+                        # it would wait a whole idle_seconds. So look again; IDLE follows only a
+                        # search that found none with no news since.
                         continue
                     wait = self.config.idle_seconds if mailbox.idles else self.config.poll_seconds
                     await mailbox.wait(min(wait, self.config.retry_seconds) if left else wait)

@@ -21,6 +21,7 @@ from adapters.mail.config import MailConfig
 DONE = "$MeterGateway"
 _SIZE = re.compile(rb"UID (\d+) RFC822\.SIZE (\d+)|RFC822\.SIZE (\d+) UID (\d+)")
 MAX_BATCH = 200  # messages looked at per round: a flood waits for the next round, memory stays flat
+_NEW_MAIL = re.compile(rb"^\*\s+\d+\s+EXISTS\b", re.IGNORECASE)
 
 MailboxError = (aioimaplib.AioImapException, OSError, asyncio.TimeoutError)
 
@@ -36,6 +37,7 @@ class Mailbox:
         self.config = config
         self._client: aioimaplib.IMAP4 | None = None
         self._lost = asyncio.Event()
+        self.told_of_mail = False  # the server said "N EXISTS" since the last search (see connect)
 
     @property
     def client(self) -> aioimaplib.IMAP4:
@@ -57,6 +59,18 @@ class Mailbox:
             self._client = aioimaplib.IMAP4(cfg.imap_host, cfg.imap_port, timeout=cfg.timeout_seconds)
         # told when the server goes away, so an IDLE does not wait for its time-out to notice
         self._client.protocol.conn_lost_cb = self._on_lost
+        # A server tells of new mail in the answer to whatever command is running when it comes
+        # (Dovecot: at the end of a SEARCH or STORE), and only once. aioimaplib drops such a line
+        # ("ignored untagged response") when the command is one of its asynchronous ones, and the
+        # door would then idle, not told again, until idle_seconds. The line is noted here.
+        untagged = self._client.protocol._untagged_response
+
+        def noting(line: bytes) -> object:
+            if _NEW_MAIL.match(line):
+                self.told_of_mail = True
+            return untagged(line)
+
+        self._client.protocol._untagged_response = noting  # type: ignore[method-assign]
         await self.client.wait_hello_from_server()
         self._check(await self.client.login(cfg.imap_user, cfg.imap_password), "LOGIN")
         self._check(await self.client.select(cfg.mailbox), f"SELECT {cfg.mailbox}")
@@ -77,6 +91,7 @@ class Mailbox:
 
     async def pending(self) -> list[tuple[int, int]]:
         """(uid, size) of the messages not handled yet, oldest first, at most MAX_BATCH."""
+        self.told_of_mail = False  # what this search finds, it finds; later news is noted anew
         found = self._check(await self.client.uid_search("UNKEYWORD", DONE, charset=None), "SEARCH")
         uids = sorted(int(u) for line in found.lines[:-1] for u in bytes(line).split() if u.isdigit())
         uids = uids[:MAX_BATCH]

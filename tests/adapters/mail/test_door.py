@@ -16,7 +16,9 @@ import orjson
 import pytest
 from sqlalchemy import func, select
 
+from adapters.mail.config import MailConfig
 from adapters.mail.dovecot import PrivateDovecot
+from adapters.mail.mailbox import Mailbox
 from adapters.mail.tables import mail_messages
 from gateway.service import Gateway
 from gateway.store.schema import inbound, readings
@@ -212,6 +214,38 @@ async def test_a_letter_that_comes_while_another_is_handled_is_not_left_until_th
     (first,) = await mail.answers_to(IVAN)
     (second,) = await mail.answers_to(PETR)
     assert "Показания приняты." in text_of(first) and "Показания приняты." in text_of(second)
+
+
+async def test_news_of_mail_in_the_answer_to_a_command_is_not_lost(
+    dovecot: PrivateDovecot,  # noqa: F811
+) -> None:
+    """The server tells of a letter in the answer to the command running when it comes, once;
+    aioimaplib drops that line for its asynchronous commands. The mailbox notes it, so the door
+    looks again instead of idling unaware (the search that found nothing was such a command)."""
+    folder = new_folder(dovecot)
+    config = MailConfig.model_validate(
+        {
+            "enabled": True,
+            "address": ADDRESS,
+            "imap_host": "127.0.0.1",
+            "imap_port": dovecot.port,
+            "imap_tls": False,
+            "imap_user": USER,
+            "imap_password": PASSWORD,
+            "mailbox": folder,
+            "smtp_host": "127.0.0.1",
+        }
+    )
+    mailbox = Mailbox(config)
+    await mailbox.connect()
+    try:
+        assert await mailbox.pending() == [] and not mailbox.told_of_mail
+        await asyncio.to_thread(deliver, dovecot, folder, letter(IVAN, "1000001 12345"))
+        await mailbox.client.noop()  # any command: the server's news comes with its answer
+        assert mailbox.told_of_mail
+        assert len(await mailbox.pending()) == 1 and not mailbox.told_of_mail
+    finally:
+        await mailbox.close()
 
 
 async def test_subject_strangers_refusals_and_a_letter_too_large(mail: MailGateway) -> None:
